@@ -1,0 +1,1 @@
+"""auth-service: keeps the passwords and answers whether a username and password match."""

@@ -1,0 +1,1 @@
+"""frontend-web: the browser-facing service, which talks to user-service over HTTP."""
