@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: run test check pacts lock clean
+.PHONY: run test check pacts bench lock clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python scripts/run_system.py
@@ -23,6 +23,11 @@ check: $(VENV)/.dev
 pacts: $(VENV)/.dev
 	PACTS_REWRITE=1 $(BIN)/pytest tests/contracts -k consumer
 
+# Real processes on free ports, load from wrk; writes bench/results/latest.{md,png}.
+bench: $(VENV)/.bench
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m bench
+
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +39,10 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(VENV)/.bench: $(VENV)/.dev requirements-bench.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
 # Re-resolves the pins from the ranges in pyproject.toml, in a scratch environment.
 lock:
 	rm -rf .lock-venv
@@ -43,7 +52,11 @@ lock:
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -vxF -f requirements.txt \
 		| sed '1i -r requirements.txt' > requirements-dev.txt
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable \
+		| grep -vxF -f requirements.txt | grep -vxF -f requirements-dev.txt \
+		| sed '1i -r requirements-dev.txt' > requirements-bench.txt
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/results/runs

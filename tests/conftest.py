@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING
 
+from tests.support import log_scan
+
 if TYPE_CHECKING:
+    import pytest
     from _pytest.terminal import TerminalReporter
 
 # The Pact verifier sends anonymous usage statistics unless told not to; these
 # tests must not reach any host but this one.
 os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
 
+# Apps built from default settings (the seed's default app, services started
+# without a database URL) keep their data here, never in the working directory.
+_DEFAULT_DATA = tempfile.mkdtemp(prefix="pact-two-hop-tests-")
+os.environ.setdefault("USER_SERVICE_DATABASE_URL", f"sqlite:///{_DEFAULT_DATA}/user-service.db")
+os.environ.setdefault("AUTH_SERVICE_DATABASE_URL", f"sqlite:///{_DEFAULT_DATA}/auth-service.db")
+
 CONTRACT_TESTS = "tests/contracts/"
+
+
+def pytest_sessionstart() -> None:
+    """Write every record logged in this process to a file that the log scan reads."""
+    log_scan.SESSION.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove the default data folder; fail the session if a log holds a test password."""
+    shutil.rmtree(_DEFAULT_DATA, ignore_errors=True)
+    log_scan.SESSION.finish(session)
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
@@ -28,3 +50,4 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
         terminalreporter.section("contracts")
         for nodeid, outcome in sorted(outcomes):
             terminalreporter.write_line(f"{outcome:7} {nodeid}")
+    log_scan.SESSION.write_summary(terminalreporter)

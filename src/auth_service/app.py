@@ -1,125 +1,325 @@
-"""The HTTP API of auth-service: ``POST /auth/validate`` and ``GET /livez``."""
+"""The HTTP API of auth-service.
+
+- ``POST /auth/validate``: ``200 {"valid": bool, "subject": canonical username}``;
+  ``422`` for a malformed body or an invalid username; ``429`` with
+  ``Retry-After`` while the account is locked; ``503`` with ``Retry-After``
+  when too many checks are pending, and ``503`` when the database fails.
+- ``GET /livez``: the process is up. ``GET /readyz``: the database answers
+  (else ``503``). ``GET /metrics``: Prometheus metrics.
+
+Every request gets a request id (``X-Request-ID``), a JSON log line and
+request metrics from :class:`servicekit.middleware.ServiceMiddleware`; every
+validation also gets a log line with the username and the outcome, never
+the password.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, asynccontextmanager
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from prometheus_client import Counter, Gauge
+from pydantic import AfterValidator, BaseModel, Field
 
-from auth_service.credentials import MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, CredentialStore
+from auth_service.authenticator import Authenticator, Outcome
+from auth_service.hash_pool import HashPool
+from auth_service.lockout import LockoutPolicy, retry_after_header
+from auth_service.passwords import MAX_PASSWORD_LENGTH, PasswordHashing
 from auth_service.settings import Settings
+from auth_service.store import CredentialStore, StoreUnavailableError, store_from_settings
+from servicekit.metrics import Metrics
+from servicekit.middleware import ServiceMiddleware
+from usernames import InvalidUsernameError, canonical_username
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from prometheus_client import CollectorRegistry
+    from starlette.responses import Response
+
+MAX_BODY_BYTES = 16 * 1024
+"""The largest request body: room for 1,024 astral characters escaped as JSON, and a username."""
+
+UNAVAILABLE = "unavailable"
+"""The validation outcome counted when the database failed."""
+
+_logger = logging.getLogger("auth_service.validations")
+
+
+def _canonical(username: str) -> str:
+    try:
+        return canonical_username(username)
+    except InvalidUsernameError as error:
+        msg = f"the username {error}"
+        raise ValueError(msg) from None
+
 
 class Credentials(BaseModel):
-    """A username and password to check."""
+    """A username and password to check.
 
-    username: Annotated[str, Field(min_length=1, max_length=MAX_USERNAME_LENGTH)]
+    Attributes:
+        username: Canonicalised on arrival (PRECIS UsernameCaseMapped).
+        password: At most ``MAX_PASSWORD_LENGTH`` characters, never cut;
+            normalised (OpaqueString) when checked.
+    """
+
+    username: Annotated[str, AfterValidator(_canonical)]
     password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH, repr=False)]
 
 
-class Validation(BaseModel):
-    """Whether the credentials are valid, and for whom."""
+class ValidationAnswer(BaseModel):
+    """Whether the credentials are valid, and for whom.
+
+    Attributes:
+        valid: Whether the password is the user's. ``false`` alike for an
+            unknown user, a wrong password and a password that cannot be
+            normalised.
+        subject: The canonical username.
+    """
 
     valid: bool
     subject: str
 
 
-class Liveness(BaseModel):
-    """The answer of a live process."""
+class Problem(BaseModel):
+    """Why a request was not answered.
 
-    status: Literal["ok"] = "ok"
+    Attributes:
+        detail: For a person to read.
+    """
+
+    detail: str
+
+
+class Health(BaseModel):
+    """The answer of ``/livez`` and ``/readyz``.
+
+    Attributes:
+        status: ``ok``, or ``unavailable`` when not ready.
+    """
+
+    status: Literal["ok", "unavailable"]
+
+
+class AuthMetrics:
+    """The metrics of auth-service beyond those of every request.
+
+    Attributes:
+        validations: Validations, by outcome: valid, invalid, locked,
+            overloaded, unavailable.
+        argon2_operations: argon2id computations, by operation: hash, verify.
+        pending_hashes: Password checks running or waiting.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Create the metrics in ``registry``; ``pending_hashes`` is for the pool to report to."""
+        self.validations = Counter(
+            "auth_validations",
+            "Credential validations, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in (*Outcome, UNAVAILABLE):
+            self.validations.labels(outcome)
+        self.argon2_operations = Counter(
+            "auth_argon2_operations",
+            "argon2id computations, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        for operation in ("hash", "verify"):
+            self.argon2_operations.labels(operation)
+        self.pending_hashes = Gauge(
+            "auth_pending_hashes", "Password checks running or waiting.", registry=registry
+        )
+
+    def count_argon2(self, operation: str) -> None:
+        """Count one argon2id computation; safe from any thread."""
+        self.argon2_operations.labels(operation).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class _Service:
+    authenticator: Authenticator
+    store: CredentialStore
+    metrics: Metrics
+    auth_metrics: AuthMetrics
+    ping_timeout_seconds: float
 
 
 def create_app(
-    settings: Settings | None = None,
-    *,
-    credential_store: CredentialStore | None = None,
+    settings: Settings | None = None, *, credential_store: CredentialStore | None = None
 ) -> FastAPI:
     """Build the auth-service application.
 
-    The lifespan opens a thread pool of ``settings.hash_workers`` threads that
-    runs the password checks off the event loop. If no store is given, it also
-    opens one from ``settings`` and closes it at shutdown; a given store stays
-    open, as its owner's to close.
+    Nothing is opened here. The lifespan opens the store (creating or
+    migrating its schema) and the hash pool at start-up, and closes both at
+    shutdown.
 
     Args:
         settings: The configuration; read from the environment if omitted.
-        credential_store: The store to check passwords against.
+        credential_store: A store, not yet opened, to use instead of the one
+            ``settings.database_url`` names; the app opens and closes it.
 
     Returns:
         The application, ready for an ASGI server.
     """
     resolved = settings if settings is not None else Settings()
+    store = credential_store if credential_store is not None else store_from_settings(resolved)
+    metrics = Metrics()
+    auth_metrics = AuthMetrics(metrics.registry)
+    hashing = PasswordHashing(resolved, on_operation=auth_metrics.count_argon2)
+    pool = HashPool(hashing, workers=resolved.hash_workers, max_pending=resolved.max_pending_hashes)
+    auth_metrics.pending_hashes.set_function(lambda: pool.pending)
+    service = _Service(
+        authenticator=Authenticator(store, pool, LockoutPolicy.from_settings(resolved)),
+        store=store,
+        metrics=metrics,
+        auth_metrics=auth_metrics,
+        ping_timeout_seconds=resolved.database_timeout_seconds,
+    )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with ExitStack() as stack:
-            store = credential_store
-            if store is None:
-                opened = await asyncio.to_thread(CredentialStore.from_settings, resolved)
-                store = stack.enter_context(opened)
-            executor = stack.enter_context(
-                ThreadPoolExecutor(
-                    max_workers=resolved.hash_workers, thread_name_prefix="auth-service-hash"
-                )
-            )
-            app.state.settings = resolved
-            app.state.credential_store = store
-            app.state.hash_executor = executor
-            yield
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with store:
+            await pool.open()
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(pool.close)
 
-    app = FastAPI(title="auth-service", lifespan=lifespan)
+    app = FastAPI(title="auth-service", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_api_route("/auth/validate", validate, methods=["POST"])
+    app.add_api_route(
+        "/auth/validate",
+        validate,
+        methods=["POST"],
+        response_model=ValidationAnswer,
+        responses={
+            HTTPStatus.TOO_MANY_REQUESTS: {"model": Problem},
+            HTTPStatus.SERVICE_UNAVAILABLE: {"model": Problem},
+        },
+    )
     app.add_api_route("/livez", livez, methods=["GET"])
+    app.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        response_model=Health,
+        responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": Health}},
+    )
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES)
     return app
 
 
-async def validate(credentials: Credentials, request: Request) -> Validation:
+def _service(request: Request) -> _Service:
+    service: _Service = request.app.state.service
+    return service
+
+
+async def validate(credentials: Credentials, request: Request) -> Response:
     """Check a username and password.
 
-    An unknown user and a wrong password get the same answer.
-
     Args:
-        credentials: The username and password to check.
-        request: The request, whose app holds the store and the thread pool.
+        credentials: The canonical username and the password.
+        request: The request, whose app holds the service.
 
     Returns:
-        ``valid`` and the ``subject`` the credentials name.
+        ``200`` with ``valid`` and ``subject``; ``429`` or ``503`` with
+        ``Retry-After``; ``503`` without it if the database fails.
     """
-    store: CredentialStore = request.app.state.credential_store
-    executor: ThreadPoolExecutor = request.app.state.hash_executor
-    valid = await asyncio.get_running_loop().run_in_executor(
-        executor, store.verify, credentials.username, credentials.password
+    service = _service(request)
+    username = credentials.username
+    try:
+        validation = await service.authenticator.validate(username, credentials.password)
+    except StoreUnavailableError as error:
+        _record(service, username, UNAVAILABLE, logging.ERROR, reason=str(error))
+        return JSONResponse(
+            {"detail": "The credential store is unavailable; try again later."},
+            status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+        )
+    outcome = validation.outcome
+    if outcome in {Outcome.VALID, Outcome.INVALID}:
+        _record(service, username, outcome, logging.INFO)
+        return JSONResponse({"valid": outcome is Outcome.VALID, "subject": username})
+    _record(service, username, outcome, logging.WARNING)
+    retry_after = retry_after_header(validation.retry_after or 0)
+    if outcome is Outcome.LOCKED:
+        return JSONResponse(
+            {"detail": "Too many failed attempts for this account; try again later."},
+            status_code=HTTPStatus.TOO_MANY_REQUESTS,
+            headers={"Retry-After": retry_after},
+        )
+    return JSONResponse(
+        {"detail": "Too many password checks are pending; try again later."},
+        status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+        headers={"Retry-After": retry_after},
     )
-    return Validation(valid=valid, subject=credentials.username)
 
 
-async def livez() -> Liveness:
+def _record(service: _Service, username: str, outcome: str, level: int, **details: str) -> None:
+    service.auth_metrics.validations.labels(outcome).inc()
+    _logger.log(
+        level,
+        "validation %s",
+        outcome,
+        extra={"username": username, "outcome": outcome, **details},
+    )
+
+
+async def livez() -> Health:
     """Answer that the process is alive.
 
     Returns:
         ``{"status": "ok"}``.
     """
-    return Liveness()
+    return Health(status="ok")
+
+
+async def readyz(request: Request) -> Response:
+    """Answer whether the database can be used.
+
+    Args:
+        request: The request, whose app holds the store.
+
+    Returns:
+        ``200 {"status": "ok"}``, or ``503 {"status": "unavailable"}``.
+    """
+    service = _service(request)
+    try:
+        await asyncio.wait_for(service.store.ping(), timeout=service.ping_timeout_seconds)
+    except (StoreUnavailableError, TimeoutError) as error:
+        _logger.warning("not ready: %s", str(error) or "the database did not answer in time")
+        return JSONResponse({"status": "unavailable"}, status_code=HTTPStatus.SERVICE_UNAVAILABLE)
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Render the app's metrics in the Prometheus text format.
+
+    Args:
+        request: The request, whose app holds the metrics.
+
+    Returns:
+        The metrics.
+    """
+    return _service(request).metrics.response()
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     """Answer 422 like FastAPI does, without echoing the input, which may hold a password."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    detail = [{key: value for key, value in error.items() if key != "input"} for error in errors]
-    return JSONResponse(
-        status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
-        content=jsonable_encoder({"detail": detail}),
-    )
+    detail = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)

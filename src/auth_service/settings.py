@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from auth_service.database_url import sqlite_path
+from servicekit.database_url import PostgresUrl, SqliteUrl, parse_database_url
 
-if TYPE_CHECKING:
-    from pathlib import Path
+DATABASE_URL_SETTING = "AUTH_SERVICE_DATABASE_URL"
 
 
 def _cpu_cores() -> int:
@@ -23,34 +21,64 @@ class Settings(BaseSettings):
 
     Each field is read from the environment variable of the same name in upper
     case with the prefix ``AUTH_SERVICE_``, e.g. ``AUTH_SERVICE_DATABASE_URL``.
-    The argon2id defaults are the OWASP minimum.
+
+    Hashing and its limits: an argon2id check holds ``argon2_memory_cost`` KiB
+    while it runs, and only ``hash_workers`` checks run at once, so hashing
+    needs at most ``hash_workers * argon2_memory_cost`` KiB (2 * 19 MiB by
+    default on two cores). Checks beyond that wait in a queue, and
+    ``max_pending_hashes`` caps the running and waiting checks together:
+    past it a request is answered ``503`` with ``Retry-After`` at once rather
+    than queued. A waiting check costs only its request's memory, so the cap
+    bounds latency, not hashing memory: with the default of 64, two cores and
+    about 35 ms a check, the last check in a full queue waits about 1.1 s.
+    Each client has at most one request in flight, so 64 is also the number of
+    concurrent clients that never see a ``503``, twice the 32 that a busy
+    deployment of two cores is sized for. The cap and the pool are per
+    process: with ``serve --workers N``, set ``hash_workers`` to the cores
+    divided by ``N``.
 
     Attributes:
-        database_url: ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
-        argon2_time_cost: Argon2 iterations.
-        argon2_memory_cost: Argon2 memory, in KiB.
-        argon2_parallelism: Argon2 lanes.
-        hash_workers: Threads that hash passwords concurrently; each one may
-            hold ``argon2_memory_cost`` KiB at a time.
+        database_url: ``sqlite:///relative/path``, ``sqlite:////absolute/path``
+            or ``postgresql://user:password@host/database``. Never shown in
+            ``repr`` or error messages, since it may hold a password.
+        database_timeout_seconds: How long a database call may wait: SQLite's
+            busy timeout, PostgreSQL's connect and statement timeouts, and the
+            time ``/readyz`` allows for its check.
+        postgres_max_connections: Connections in the PostgreSQL pool of each process.
+        argon2_time_cost: Argon2id iterations (OWASP minimum: 2).
+        argon2_memory_cost: Argon2id memory, in KiB (OWASP minimum: 19456, 19 MiB).
+        argon2_parallelism: Argon2id lanes (OWASP minimum: 1).
+        hash_workers: Threads that run argon2id; the number of CPU cores by default.
+        max_pending_hashes: Password checks running or waiting, per process,
+            beyond which requests are answered ``503`` (see above).
+        lockout_threshold: Failed attempts on one account, within the window,
+            after which further attempts are refused with ``429``.
+        lockout_window_seconds: The window, counted from the first failure in
+            it; the account is refused until the window has passed.
     """
 
     model_config = SettingsConfigDict(
         env_prefix="AUTH_SERVICE_", frozen=True, hide_input_in_errors=True
     )
 
-    database_url: str = "sqlite:///var/auth-service.db"
+    database_url: str = Field(default="sqlite:///var/auth-service.db", repr=False)
+    database_timeout_seconds: float = Field(default=5.0, gt=0)
+    postgres_max_connections: int = Field(default=10, ge=1)
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_cost: int = Field(default=19456, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1)
     hash_workers: int = Field(default_factory=_cpu_cores, ge=1)
+    max_pending_hashes: int = Field(default=64, ge=1)
+    lockout_threshold: int = Field(default=10, ge=1)
+    lockout_window_seconds: float = Field(default=900.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
-    def _database_url_names_a_sqlite_file(cls, value: str) -> str:
-        sqlite_path(value)
+    def _database_url_is_supported(cls, value: str) -> str:
+        parse_database_url(value, setting=DATABASE_URL_SETTING)
         return value
 
     @property
-    def database_path(self) -> Path:
-        """The SQLite file that ``database_url`` names."""
-        return sqlite_path(self.database_url)
+    def database(self) -> SqliteUrl | PostgresUrl:
+        """The database that ``database_url`` names."""
+        return parse_database_url(self.database_url, setting=DATABASE_URL_SETTING)

@@ -12,6 +12,7 @@ in-process, which is how provider-state handlers set up each interaction.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from user_service import routes
@@ -82,8 +83,22 @@ def set_auth_verifier(verifier: CredentialsVerifier) -> None:
 
 
 def reset_state() -> None:
-    """Remove every account of the default app."""
-    _state().account_store.reset()
+    """Remove every account of the default app.
+
+    It is meant for synchronous callers such as Pact provider-state handlers,
+    which run outside any event loop; in a coroutine, ``await
+    ACCOUNT_STORE.reset()`` instead.
+
+    Raises:
+        RuntimeError: If called from a running event loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(_state().account_store.reset())
+        return
+    msg = "reset_state() cannot run inside an event loop; await ACCOUNT_STORE.reset() instead"
+    raise RuntimeError(msg)
 
 
 async def create_account(payload: CreateAccountRequest) -> CreateAccountResponse:
@@ -98,4 +113,5 @@ async def create_account(payload: CreateAccountRequest) -> CreateAccountResponse
     Raises:
         HTTPException: If credentials are invalid.
     """
-    return await routes.create_account(payload, _state())
+    account, _ = await routes.register(_state(), payload)
+    return CreateAccountResponse(id=account.id, username=account.username)

@@ -1,10 +1,10 @@
-"""Command line of user-service: ``user-service serve [--host H] [--port P]``."""
+"""Command line of user-service: ``user-service serve [--host H] [--port P] [--workers N]``."""
 
 from __future__ import annotations
 
 import argparse
 
-import uvicorn
+from servicekit.cli import add_serve_command, serve
 
 DEFAULT_PORT = 8000
 
@@ -20,18 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="user-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    args = parser.parse_args(argv)
-    uvicorn.run(
-        "user_service.factory:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-    )
+    add_serve_command(commands, default_port=DEFAULT_PORT)
+    arguments = parser.parse_args(argv)
+    serve("user_service.factory:create_app", arguments)
     return 0
 
 

@@ -1,9 +1,15 @@
-"""Accounts and where they are kept."""
+"""Accounts, where they are kept, and the idempotency keys stored with them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+
+def utc_now() -> datetime:
+    """Return the current time, in UTC."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,59 +18,215 @@ class UserAccount:
 
     Attributes:
         id: Identifier given by the store.
-        username: The account's username.
+        username: The account's canonical username.
+        created_at: When the account was created, in UTC.
     """
 
     id: int
     username: str
+    created_at: datetime = field(default_factory=utc_now, compare=False)
+
+
+class UsernameTakenError(Exception):
+    """An account with this canonical username exists already."""
+
+
+class AccountStoreUnavailableError(Exception):
+    """The account database cannot be reached, or stayed locked too long."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """A request's claim on an idempotency key.
+
+    Attributes:
+        key: The ``Idempotency-Key`` header as sent.
+        fingerprint: What identifies the request's body (never derived from the password).
+    """
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The key was free (or its earlier claim expired): the request goes ahead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The key's first request created ``account``: replay its response."""
+
+    account: UserAccount
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """Another request holds the key and has not finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """The key was used with a different body."""
+
+
+ClaimOutcome = Claimed | Completed | InFlight | Mismatch
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyPolicy:
+    """How long keys live.
+
+    Attributes:
+        ttl: A key, completed or not, is forgotten this long after it was claimed.
+        lease: An unfinished claim older than this is taken to be abandoned
+            (its process died) and may be claimed again.
+    """
+
+    ttl: timedelta = timedelta(hours=24)
+    lease: timedelta = timedelta(seconds=60)
 
 
 class AccountStore(Protocol):
-    """Where accounts are kept."""
+    """Where accounts are kept. Every adapter keeps these promises.
 
-    def create(self, username: str) -> UserAccount:
+    - Usernames are unique: ``create`` raises :class:`UsernameTakenError` for a
+      second account, also when many ``create`` calls race.
+    - An account created with an idempotency claim is stored in the same
+      transaction as the key's completion, so a replay always finds it.
+    - No call blocks the event loop.
+    - A database that cannot be reached raises :class:`AccountStoreUnavailableError`.
+    """
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store may be opened again."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        ...
+
+    async def create(
+        self, username: str, *, idempotency: IdempotencyClaim | None = None
+    ) -> UserAccount:
         """Create and store a new account.
 
         Args:
-            username: Username for the new account.
+            username: Canonical username for the new account.
+            idempotency: A claim made by :meth:`claim`, completed with the account.
 
         Returns:
             The created account.
+
+        Raises:
+            UsernameTakenError: If an account with that username exists.
         """
         ...
 
-    def reset(self) -> None:
-        """Remove every stored account."""
+    async def get(self, account_id: int) -> UserAccount | None:
+        """Return the account with ``account_id``, or ``None``."""
         ...
+
+    async def claim(self, claim: IdempotencyClaim) -> ClaimOutcome:
+        """Claim an idempotency key for a request about to run."""
+        ...
+
+    async def release(self, claim: IdempotencyClaim) -> None:
+        """Give up an unfinished claim, so that a retry runs afresh."""
+        ...
+
+    async def reset(self) -> None:
+        """Remove every account and idempotency key."""
+        ...
+
+
+@dataclass
+class _Key:
+    fingerprint: str
+    claimed_at: datetime
+    account: UserAccount | None = None
 
 
 class InMemoryAccountStore:
-    """Small in-memory store: accounts last as long as the process."""
+    """Small in-memory store: accounts last as long as the process. For tests and examples."""
 
-    def __init__(self) -> None:
-        """Initialise an empty store whose first id is 1."""
+    def __init__(self, policy: IdempotencyPolicy | None = None) -> None:
+        """Initialise an empty store whose first id is 1.
+
+        Args:
+            policy: How long idempotency keys live.
+        """
+        self._policy = policy or IdempotencyPolicy()
         self._next_id = 1
         self._accounts: dict[int, UserAccount] = {}
+        self._by_username: dict[str, UserAccount] = {}
+        self._keys: dict[str, _Key] = {}
 
-    def create(self, username: str) -> UserAccount:
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def ping(self) -> None:
+        """Always reachable."""
+
+    async def create(
+        self, username: str, *, idempotency: IdempotencyClaim | None = None
+    ) -> UserAccount:
         """Create and store a new account.
 
         Args:
             username: Username for the new account.
+            idempotency: A claim made by :meth:`claim`, completed with the account.
 
         Returns:
             The created account.
+
+        Raises:
+            UsernameTakenError: If an account with that username exists.
         """
+        if username in self._by_username:
+            raise UsernameTakenError(username)
         account = UserAccount(id=self._next_id, username=username)
-        self._accounts[account.id] = account
         self._next_id += 1
+        self._accounts[account.id] = self._by_username[username] = account
+        if idempotency is not None:
+            self._keys[idempotency.key] = _Key(idempotency.fingerprint, utc_now(), account)
         return account
 
-    def get(self, account_id: int) -> UserAccount | None:
+    async def get(self, account_id: int) -> UserAccount | None:
         """Return the account with ``account_id``, or ``None``."""
         return self._accounts.get(account_id)
 
-    def reset(self) -> None:
-        """Remove every stored account and start ids at 1 again."""
+    async def claim(self, claim: IdempotencyClaim) -> ClaimOutcome:
+        """Claim an idempotency key for a request about to run."""
+        now = utc_now()
+        held = self._keys.get(claim.key)
+        if held is not None and now - held.claimed_at >= self._policy.ttl:
+            held = None
+        if held is None or (held.account is None and now - held.claimed_at >= self._policy.lease):
+            self._keys[claim.key] = _Key(claim.fingerprint, now)
+            return Claimed()
+        if held.fingerprint != claim.fingerprint:
+            return Mismatch()
+        if held.account is None:
+            return InFlight()
+        return Completed(held.account)
+
+    async def release(self, claim: IdempotencyClaim) -> None:
+        """Give up an unfinished claim, so that a retry runs afresh."""
+        held = self._keys.get(claim.key)
+        if held is not None and held.account is None and held.fingerprint == claim.fingerprint:
+            del self._keys[claim.key]
+
+    async def reset(self) -> None:
+        """Remove every account and key, and start ids at 1 again."""
         self._next_id = 1
         self._accounts.clear()
+        self._by_username.clear()
+        self._keys.clear()

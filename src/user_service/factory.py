@@ -6,17 +6,20 @@ seed's default FastAPI instance.)
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from servicekit.metrics import Metrics
+from servicekit.middleware import ServiceMiddleware
 from user_service import routes
-from user_service.accounts import InMemoryAccountStore
+from user_service.accounts import AccountStoreUnavailableError, IdempotencyPolicy
 from user_service.auth_client import AuthClient, AuthServiceError
 from user_service.settings import Settings
 from user_service.state import ServiceState
+from user_service.store_factory import account_store_from_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -33,42 +36,54 @@ def create_app(
 ) -> FastAPI:
     """Build a user-service app.
 
-    Nothing is opened here: the production :class:`AuthClient`'s session is
-    opened in the app's lifespan and closed there.
+    Nothing is opened here. The app's lifespan opens the account store
+    (creating or migrating its schema) and the production
+    :class:`AuthClient`'s session, and closes both.
 
     Args:
         settings: Configuration; read from the environment when omitted.
         auth_verifier: Checks credentials; an :class:`AuthClient` for
             ``settings.auth_url`` when omitted.
-        account_store: Keeps accounts; a new :class:`InMemoryAccountStore`
-            when omitted.
+        account_store: Keeps accounts; the store ``settings.database_url``
+            names when omitted.
 
     Returns:
         The app, with its collaborators in ``app.state.service``.
     """
     settings = settings or Settings()
+    metrics = Metrics()
     auth_client: AuthClient | None = None
     if auth_verifier is None:
         auth_client = auth_verifier = AuthClient(
             settings.auth_url,
             connect_timeout=settings.auth_connect_timeout,
             timeout=settings.auth_timeout,
+            retries=settings.auth_retries,
+            metrics=metrics,
         )
+    if account_store is None:
+        account_store = account_store_from_url(
+            settings.database_url,
+            policy=IdempotencyPolicy(
+                ttl=settings.idempotency_ttl, lease=settings.idempotency_lease
+            ),
+        )
+    state = ServiceState(auth_verifier=auth_verifier, account_store=account_store, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if auth_client is None:
-            yield
-            return
-        async with auth_client:
+        async with AsyncExitStack() as stack:
+            await state.account_store.open()
+            stack.push_async_callback(state.account_store.close)
+            if auth_client is not None:
+                await stack.enter_async_context(auth_client)
             yield
 
     app = FastAPI(title="user-service", lifespan=lifespan)
-    app.state.service = ServiceState(
-        auth_verifier=auth_verifier,
-        account_store=InMemoryAccountStore() if account_store is None else account_store,
-    )
+    app.state.service = state
     app.include_router(routes.router)
     app.add_exception_handler(AuthServiceError, routes.upstream_failure)
+    app.add_exception_handler(AccountStoreUnavailableError, routes.store_unavailable)
     app.add_exception_handler(RequestValidationError, routes.invalid_request)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import datetime  # noqa: TC003 - pydantic reads the annotation at runtime
+from typing import Annotated, Literal
 
-MAX_USERNAME_LENGTH = 64
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from usernames import MAX_USERNAME_LENGTH, canonical_username
+
 MAX_PASSWORD_LENGTH = 1024
 
 
 class CreateAccountRequest(BaseModel):
-    """Body of ``POST /accounts``, sent by frontend-web."""
+    """Body of ``POST /accounts``, sent by frontend-web.
+
+    The username is canonicalised here, at the edge (RFC 8265
+    UsernameCaseMapped), so everything behind it sees one form per user.
+    """
 
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    username: str = Field(min_length=1, max_length=MAX_USERNAME_LENGTH)
-    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    username: Annotated[
+        str,
+        Field(min_length=1, max_length=MAX_USERNAME_LENGTH),
+        AfterValidator(canonical_username),
+    ]
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH, repr=False)
 
 
 class CreateAccountResponse(BaseModel):
@@ -23,6 +35,15 @@ class CreateAccountResponse(BaseModel):
     id: int
     username: str
     status: str = "created"
+
+
+class AccountResponse(BaseModel):
+    """Body of a ``200`` answer to ``GET /accounts/{id}``."""
+
+    id: int
+    username: str
+    status: Literal["active"] = "active"
+    created_at: datetime
 
 
 class ErrorResponse(BaseModel):

@@ -1,23 +1,43 @@
 """The HTTP endpoints of user-service."""
 
+import hashlib
+import logging
+import re
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse, Response
 
+from user_service.accounts import (
+    Claimed,
+    Completed,
+    IdempotencyClaim,
+    InFlight,
+    Mismatch,
+    UserAccount,
+    UsernameTakenError,
+)
 from user_service.auth_client import (
     AuthServiceBadResponseError,
     AuthServiceError,
+    AuthServiceRateLimitedError,
     AuthServiceTimeoutError,
     AuthServiceUnavailableError,
 )
-from user_service.models import CreateAccountRequest, CreateAccountResponse, ErrorResponse
+from user_service.models import (
+    AccountResponse,
+    CreateAccountRequest,
+    CreateAccountResponse,
+    ErrorResponse,
+)
 from user_service.state import ServiceState
 
 if TYPE_CHECKING:
     from fastapi.exceptions import RequestValidationError
 
 RETRY_AFTER_SECONDS = 5
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_logger = logging.getLogger("user_service")
 
 _UPSTREAM_FAILURES: dict[type[AuthServiceError], tuple[int, str]] = {
     AuthServiceUnavailableError: (
@@ -47,34 +67,133 @@ def service_state(request: Request) -> ServiceState:
     return service_state_of(request.app)
 
 
+def idempotency_key(
+    key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> str | None:
+    """Return the ``Idempotency-Key`` header, if sent and well formed.
+
+    Raises:
+        HTTPException: 422 if it is not 1-255 visible ASCII characters.
+    """
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+        )
+    return key
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
 @router.post(
     "/accounts",
     status_code=status.HTTP_201_CREATED,
-    responses={
-        code: {"model": ErrorResponse}
-        for code in (401, *(code for code, _ in _UPSTREAM_FAILURES.values()))
-    },
+    responses=_error_responses(401, 409, 413, 429, 502, 503, 504),
 )
 async def create_account(
     payload: CreateAccountRequest,
     state: Annotated[ServiceState, Depends(service_state)],
+    response: Response,
+    key: Annotated[str | None, Depends(idempotency_key)] = None,
 ) -> CreateAccountResponse:
     """Create an account after validating credentials with auth-service.
+
+    With an ``Idempotency-Key``, the first completed answer is stored with the
+    account and replayed for a retry with the same key and username.
 
     Args:
         payload: Account request payload.
         state: The collaborators to use.
+        response: The response under construction, for its headers.
+        key: The request's ``Idempotency-Key``, if any.
 
     Returns:
         Created account response.
+    """
+    account, replayed = await register(state, payload, key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return CreateAccountResponse(id=account.id, username=account.username)
+
+
+async def register(
+    state: ServiceState, payload: CreateAccountRequest, key: str | None = None
+) -> tuple[UserAccount, bool]:
+    """Create an account after validating credentials, honouring an idempotency key.
+
+    Args:
+        state: The collaborators to use.
+        payload: The request, with its username canonical.
+        key: The request's ``Idempotency-Key``, if any.
+
+    Returns:
+        The account, and whether it was created by an earlier request with ``key``.
 
     Raises:
-        HTTPException: If credentials are invalid.
+        HTTPException: If credentials are invalid (401), the username is taken
+            or the key is in use by an unfinished request (409), or the key was
+            used with another username (422).
     """
+    store = state.account_store
+    claim = None
+    if key is not None:
+        # The fingerprint covers the username only: a digest of the password
+        # would be a weak password hash kept in a service that owns no passwords.
+        claim = IdempotencyClaim(key, hashlib.sha256(payload.username.encode()).hexdigest())
+        match await store.claim(claim):
+            case Completed(account):
+                return account, True
+            case InFlight():
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    "A request with this Idempotency-Key is still in progress; retry later.",
+                )
+            case Mismatch():
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    "This Idempotency-Key was used with a different request body.",
+                )
+            case Claimed():
+                pass
+    try:
+        account = await _verify_then_create(state, payload, claim)
+    except BaseException:
+        if claim is not None:
+            await store.release(claim)
+        raise
+    _logger.info("account created", extra={"account_id": account.id, "username": account.username})
+    return account, False
+
+
+async def _verify_then_create(
+    state: ServiceState, payload: CreateAccountRequest, claim: IdempotencyClaim | None
+) -> UserAccount:
     if not await state.auth_verifier.validate_credentials(payload.username, payload.password):
-        raise HTTPException(status_code=status.HTTP_401_UNAUTHORIZED, detail="Invalid credentials")
-    account = state.account_store.create(payload.username)
-    return CreateAccountResponse(id=account.id, username=account.username)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid credentials")
+    try:
+        return await state.account_store.create(payload.username, idempotency=claim)
+    except UsernameTakenError:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Username already taken") from None
+
+
+@router.get(
+    "/accounts/{account_id}",
+    responses=_error_responses(404),
+)
+async def get_account(
+    account_id: int, state: Annotated[ServiceState, Depends(service_state)]
+) -> AccountResponse:
+    """Return an account.
+
+    Raises:
+        HTTPException: 404 if there is no such account.
+    """
+    account = await state.account_store.get(account_id)
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Account not found")
+    return AccountResponse(id=account.id, username=account.username, created_at=account.created_at)
 
 
 @router.get("/livez")
@@ -83,18 +202,61 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/readyz", responses=_error_responses(503))
+async def readyz(state: Annotated[ServiceState, Depends(service_state)]) -> dict[str, str]:
+    """Answer 200 while the account database can be reached, else 503.
+
+    Raises:
+        HTTPException: 503 if the database cannot be reached.
+    """
+    try:
+        await state.account_store.ping()
+    except Exception as error:
+        _logger.warning("account database unreachable", exc_info=error)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The account database is unreachable."
+        ) from None
+    return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(state: Annotated[ServiceState, Depends(service_state)]) -> Response:
+    """Render the metrics in the Prometheus text format."""
+    return state.metrics.response()
+
+
 async def upstream_failure(_: Request, error: Exception) -> JSONResponse:
-    """Answer a failed call to auth-service with 502, 503 or 504, never 500 or 401."""
+    """Answer a failed call to auth-service with 429, 502, 503 or 504, never 500 or 401."""
+    if isinstance(error, AuthServiceRateLimitedError):
+        return JSONResponse(
+            {"detail": "Too many failed attempts for this account; try again later."},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(error.retry_after)},
+        )
     status_code, detail = next(
         (failure for kind, failure in _UPSTREAM_FAILURES.items() if isinstance(error, kind)),
         _UPSTREAM_FAILURES[AuthServiceBadResponseError],
     )
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None  # noqa: PLR2004
+    headers = (
+        {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if status_code == status.HTTP_503_SERVICE_UNAVAILABLE
+        else None
+    )
     return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
+async def store_unavailable(_: Request, error: Exception) -> JSONResponse:
+    """Answer 503 when the account database cannot be reached."""
+    _logger.error("account database unavailable", exc_info=error)
+    return JSONResponse(
+        {"detail": "The account database is unavailable; try again shortly."},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def invalid_request(_: Request, error: Exception) -> JSONResponse:
-    """Answer a malformed body with 422, naming each field but never echoing its value."""
+    """Answer a malformed request with 422, naming each field but never echoing its value."""
     errors = cast("RequestValidationError", error).errors()
     detail: list[dict[str, Any]] = [
         {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in errors

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, HttpUrl, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.database_url import parse_database_url
+
+DATABASE_URL_SETTING = "USER_SERVICE_DATABASE_URL"
 
 
 class Settings(BaseSettings):
@@ -13,6 +19,13 @@ class Settings(BaseSettings):
         auth_url: Base URL of auth-service (``USER_SERVICE_AUTH_URL``).
         auth_connect_timeout: Seconds allowed to connect to auth-service.
         auth_timeout: Seconds allowed for a whole call to auth-service.
+        auth_retries: Retries of a call to auth-service that was never sent.
+        database_url: Where accounts are kept: ``sqlite:///PATH`` or
+            ``postgresql://...`` (``USER_SERVICE_DATABASE_URL``).
+        idempotency_ttl_seconds: How long an ``Idempotency-Key`` is remembered.
+        idempotency_lease_seconds: After how long an unfinished request's key is
+            taken to be abandoned (its process died) and may be used again.
+        max_body_bytes: The largest request body accepted.
     """
 
     model_config = SettingsConfigDict(env_prefix="USER_SERVICE_", frozen=True)
@@ -20,9 +33,33 @@ class Settings(BaseSettings):
     auth_url: str = "http://127.0.0.1:8001"
     auth_connect_timeout: float = Field(default=1.0, gt=0)
     auth_timeout: float = Field(default=3.0, gt=0)
+    auth_retries: int = Field(default=2, ge=0, le=5)
+    database_url: str = "sqlite:///var/user-service.db"
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    idempotency_lease_seconds: int = Field(default=60, gt=0)
+    max_body_bytes: int = Field(default=16 * 1024, gt=0)
 
     @field_validator("auth_url")
     @classmethod
     def _auth_url_is_http(cls, value: str) -> str:
-        HttpUrl(value)
-        return value.rstrip("/")
+        url = HttpUrl(value.strip())
+        if url.query or url.fragment:
+            msg = "must be a base URL, without a query or a fragment"
+            raise ValueError(msg)
+        return str(url).rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, value: str) -> str:
+        parse_database_url(value, setting=DATABASE_URL_SETTING)
+        return value
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        """How long an ``Idempotency-Key`` is remembered."""
+        return timedelta(seconds=self.idempotency_ttl_seconds)
+
+    @property
+    def idempotency_lease(self) -> timedelta:
+        """After how long an unfinished request's key may be used again."""
+        return timedelta(seconds=self.idempotency_lease_seconds)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from servicekit.metrics import Metrics
     from user_service.accounts import AccountStore
     from user_service.auth_client import CredentialsVerifier
 
@@ -20,7 +21,9 @@ class ServiceState:
     Attributes:
         auth_verifier: Checks credentials before an account is created.
         account_store: Keeps the accounts.
+        metrics: The app's Prometheus metrics.
     """
 
     auth_verifier: CredentialsVerifier
     account_store: AccountStore
+    metrics: Metrics

@@ -1,61 +1,122 @@
-"""The HTTP API, served by uvicorn with its lifespan running."""
+"""The HTTP API, served by uvicorn on a real socket with its lifespan running."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
-from auth_service.app import create_app
-from auth_service.credentials import MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, CredentialStore
-from tests.support.servers import serve_in_thread
+from auth_service.admin import UserAdmin
+from auth_service.passwords import MAX_PASSWORD_LENGTH
+from tests.auth_service.serving import add_user, metric, serving, validate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    import httpx
+
     from auth_service.settings import Settings
+
+REQUEST_ID = "same-id-for-both"
 
 
 @pytest.fixture
-def client(
-    fast_settings: Settings, store: CredentialStore, password: str
-) -> Iterator[httpx.Client]:
-    store.add("alice", password)
-    app = create_app(fast_settings, credential_store=store)
-    with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url) as http:
+def client(sqlite_settings: Settings, password: str) -> Iterator[httpx.Client]:
+    add_user(sqlite_settings, "alice", password)
+    with serving(sqlite_settings) as http:
         yield http
 
 
-def test_right_password_is_valid(client: httpx.Client, password: str) -> None:
-    response = client.post("/auth/validate", json={"username": "alice", "password": password})
+def answer(response: httpx.Response) -> tuple[int, object]:
+    return response.status_code, response.json()
 
-    assert (response.status_code, response.json()) == (200, {"valid": True, "subject": "alice"})
+
+def test_right_password_is_valid(client: httpx.Client, password: str) -> None:
+    assert answer(validate(client, "alice", password)) == (
+        200,
+        {"valid": True, "subject": "alice"},
+    )
 
 
 def test_wrong_password_is_invalid(client: httpx.Client) -> None:
-    response = client.post("/auth/validate", json={"username": "alice", "password": "guess"})
+    assert answer(validate(client, "alice", "guess")) == (
+        200,
+        {"valid": False, "subject": "alice"},
+    )
 
-    assert (response.status_code, response.json()) == (200, {"valid": False, "subject": "alice"})
 
-
-def test_unknown_user_is_answered_like_a_wrong_password(
-    client: httpx.Client, password: str
-) -> None:
-    response = client.post("/auth/validate", json={"username": "mallory", "password": password})
-
-    assert (response.status_code, response.json()) == (
+def test_unknown_user_is_invalid(client: httpx.Client, password: str) -> None:
+    assert answer(validate(client, "mallory", password)) == (
         200,
         {"valid": False, "subject": "mallory"},
     )
 
 
-def test_longest_password_is_accepted_for_checking(client: httpx.Client) -> None:
-    long_password = "x" * MAX_PASSWORD_LENGTH
+def test_unknown_user_and_wrong_password_get_byte_identical_answers(
+    sqlite_settings: Settings, password: str
+) -> None:
+    def ask(client: httpx.Client) -> tuple[int, list[tuple[str, str]], bytes]:
+        response = client.post(
+            "/auth/validate",
+            json={"username": "bob", "password": "guess"},
+            headers={"X-Request-ID": REQUEST_ID},
+        )
+        headers = [(k, v) for k, v in response.headers.multi_items() if k != "date"]
+        return response.status_code, headers, response.content
 
-    response = client.post("/auth/validate", json={"username": "alice", "password": long_password})
+    add_user(sqlite_settings, "bob", password)
+    with serving(sqlite_settings) as client, UserAdmin(sqlite_settings) as admin:
+        wrong_password = ask(client)
+        admin.remove("bob")
+        unknown_user = ask(client)
 
-    assert response.json() == {"valid": False, "subject": "alice"}
+    assert wrong_password == unknown_user
+    assert wrong_password[2] == b'{"valid":false,"subject":"bob"}'
+
+
+def test_username_is_canonicalised_and_the_subject_is_canonical(
+    client: httpx.Client, password: str
+) -> None:
+    assert [
+        validate(client, name, password).json()
+        for name in ("ALICE", "\uff21\uff2c\uff29\uff23\uff25")
+    ] == [{"valid": True, "subject": "alice"}] * 2
+
+
+def test_other_normal_form_of_the_password_is_valid(sqlite_settings: Settings) -> None:
+    add_user(sqlite_settings, "alice", unicodedata.normalize("NFC", "café crème"))
+    with serving(sqlite_settings) as client:
+        response = validate(client, "alice", unicodedata.normalize("NFD", "café crème"))
+
+    assert response.json() == {"valid": True, "subject": "alice"}
+
+
+def test_ideographic_space_in_the_password_is_a_space(client: httpx.Client) -> None:
+    response = validate(client, "alice", "correct\u3000horse\u3000battery\u3000staple")
+
+    assert response.json() == {"valid": True, "subject": "alice"}
+
+
+def test_password_that_cannot_be_normalised_is_answered_like_a_wrong_one(
+    client: httpx.Client,
+) -> None:
+    verifications = metric(client, "auth_argon2_operations_total", operation="verify")
+
+    response = validate(client, "alice", "tab\tin password")
+
+    assert answer(response) == (200, {"valid": False, "subject": "alice"})
+    assert metric(client, "auth_argon2_operations_total", operation="verify") == verifications + 1
+
+
+def test_longest_password_is_checked(sqlite_settings: Settings) -> None:
+    longest = "é" * MAX_PASSWORD_LENGTH
+    add_user(sqlite_settings, "alice", longest)
+    with serving(sqlite_settings) as client:
+        right = validate(client, "alice", longest)
+        one_less = validate(client, "alice", longest[:-1])
+
+    assert [right.json()["valid"], one_less.json()["valid"]] == [True, False]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +126,8 @@ def test_longest_password_is_accepted_for_checking(client: httpx.Client) -> None
         {"password": "guess"},
         {"username": "", "password": "guess"},
         {"username": "alice", "password": ""},
-        {"username": "a" * (MAX_USERNAME_LENGTH + 1), "password": "guess"},
+        {"username": "a" * 65, "password": "guess"},
+        {"username": "has space", "password": "guess"},
         {"username": "alice", "password": "x" * (MAX_PASSWORD_LENGTH + 1)},
         {"username": 7, "password": "guess"},
     ],
@@ -75,7 +137,8 @@ def test_longest_password_is_accepted_for_checking(client: httpx.Client) -> None
         "empty-username",
         "empty-password",
         "too-long-username",
-        "too-long-password",
+        "invalid-username",
+        "1025-character-password",
         "username-not-a-string",
     ],
 )
@@ -83,42 +146,71 @@ def test_malformed_body_is_422(client: httpx.Client, body: dict[str, object]) ->
     assert client.post("/auth/validate", json=body).status_code == 422
 
 
-def test_422_names_the_faulty_field(client: httpx.Client) -> None:
-    response = client.post("/auth/validate", json={"username": "alice"})
+def test_invalid_username_is_422_naming_the_username(client: httpx.Client) -> None:
+    response = validate(client, "has space", "guess")
 
-    assert [error["loc"] for error in response.json()["detail"]] == [["body", "password"]]
+    [error] = response.json()["detail"]
+    assert (response.status_code, error["loc"]) == (422, ["body", "username"])
+    assert "username" in error["msg"]
+
+
+def test_body_that_is_not_json_is_422(client: httpx.Client) -> None:
+    response = client.post(
+        "/auth/validate", content=b"{not json", headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
 
 
 def test_422_does_not_echo_the_password(client: httpx.Client) -> None:
-    too_long = "s3cret-" * 200
+    response = validate(client, "alice", "s3cret-" * 200)
 
-    response = client.post("/auth/validate", json={"username": "alice", "password": too_long})
-
+    assert response.status_code == 422
     assert "s3cret" not in response.text
 
 
+def test_body_over_16_kib_is_413(client: httpx.Client) -> None:
+    body = b'{"username": "alice", "password": "' + b"x" * 16_400 + b'"}'
+
+    response = client.post(
+        "/auth/validate", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 413
+
+
+def test_request_id_is_returned(client: httpx.Client) -> None:
+    response = client.get("/livez", headers={"X-Request-ID": "abc-123"})
+
+    assert response.headers["X-Request-ID"] == "abc-123"
+
+
 def test_livez_answers_ok(client: httpx.Client) -> None:
-    response = client.get("/livez")
-
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert answer(client.get("/livez")) == (200, {"status": "ok"})
 
 
-def test_app_opens_its_own_store_from_settings(fast_settings: Settings, password: str) -> None:
-    with CredentialStore.from_settings(fast_settings) as store:
-        store.add("alice", password)
-
-    with serve_in_thread(create_app(fast_settings)) as base_url:
-        response = httpx.post(
-            f"{base_url}/auth/validate", json={"username": "alice", "password": password}
-        )
-
-    assert response.json() == {"valid": True, "subject": "alice"}
+def test_readyz_answers_ok_with_the_database(client: httpx.Client) -> None:
+    assert answer(client.get("/readyz")) == (200, {"status": "ok"})
 
 
-def test_given_store_stays_open_after_shutdown(
-    fast_settings: Settings, store: CredentialStore
+def test_metrics_count_requests_and_validations_by_outcome(
+    client: httpx.Client, password: str
 ) -> None:
-    with serve_in_thread(create_app(fast_settings, credential_store=store)):
-        pass
+    validate(client, "alice", password)
+    validate(client, "alice", "guess")
+    validate(client, "nobody", "guess")
 
-    assert store.usernames() == []
+    assert [
+        metric(client, "auth_validations_total", outcome=outcome)
+        for outcome in ("valid", "invalid", "locked", "overloaded")
+    ] == [1, 2, 0, 0]
+    assert (
+        metric(client, "http_requests_total", method="POST", route="/auth/validate", status="200")
+        == 3
+    )
+
+
+def test_openapi_describes_the_validation(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert set(paths["/auth/validate"]["post"]["responses"]) >= {"200", "422", "429", "503"}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.database_url import sqlite_path
 from auth_service.settings import Settings
+from auth_service.store import PostgresCredentialStore, SqliteCredentialStore, store_from_settings
+from servicekit.database_url import PostgresUrl, SqliteUrl
 
 
 @pytest.fixture
@@ -30,8 +31,8 @@ def test_defaults_are_the_owasp_argon2id_minimum() -> None:
 
 
 @pytest.mark.usefixtures("clean_environment")
-def test_default_database_is_under_var_in_the_working_directory() -> None:
-    assert Settings().database_path == Path("var/auth-service.db")
+def test_default_database_is_a_sqlite_file_under_var() -> None:
+    assert Settings().database == SqliteUrl(Path("var/auth-service.db"))
 
 
 @pytest.mark.usefixtures("clean_environment")
@@ -39,39 +40,77 @@ def test_hash_workers_default_to_the_cpu_cores() -> None:
     assert Settings().hash_workers == (os.cpu_count() or 1)
 
 
-def test_settings_are_read_from_prefixed_environment_variables(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("AUTH_SERVICE_ARGON2_TIME_COST", "7")
+@pytest.mark.usefixtures("clean_environment")
+def test_default_limits() -> None:
+    settings = Settings()
 
-    assert Settings().argon2_time_cost == 7
-
-
-def test_relative_sqlite_url_gives_a_relative_path() -> None:
-    assert sqlite_path("sqlite:///var/auth.db") == Path("var/auth.db")
-
-
-def test_four_slashes_give_an_absolute_path() -> None:
-    assert sqlite_path("sqlite:////srv/auth.db") == Path("/srv/auth.db")
+    assert (
+        settings.max_pending_hashes,
+        settings.lockout_threshold,
+        settings.lockout_window_seconds,
+    ) == (64, 10, 900)
 
 
 @pytest.mark.parametrize(
-    "url",
-    ["postgresql://user:secret@db/auth", "mysql://db/auth", "var/auth.db"],
+    ("variable", "value", "field", "expected"),
+    [
+        ("AUTH_SERVICE_ARGON2_TIME_COST", "7", "argon2_time_cost", 7),
+        ("AUTH_SERVICE_MAX_PENDING_HASHES", "3", "max_pending_hashes", 3),
+        ("AUTH_SERVICE_LOCKOUT_THRESHOLD", "5", "lockout_threshold", 5),
+        ("AUTH_SERVICE_LOCKOUT_WINDOW_SECONDS", "0.5", "lockout_window_seconds", 0.5),
+    ],
 )
-def test_other_schemes_are_refused_naming_the_setting(url: str) -> None:
-    with pytest.raises(ValueError, match="AUTH_SERVICE_DATABASE_URL"):
-        Settings(database_url=url)
+def test_settings_are_read_from_prefixed_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    assert getattr(Settings(), field) == expected
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
-def test_sqlite_url_without_a_file_is_refused(url: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_pending_hashes", 0),
+        ("hash_workers", 0),
+        ("lockout_threshold", 0),
+        ("lockout_window_seconds", 0),
+        ("argon2_memory_cost", 4),
+    ],
+)
+def test_out_of_range_values_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_sqlite_url_gives_a_sqlite_store() -> None:
+    settings = Settings(database_url="sqlite:////srv/auth.db")
+
+    assert settings.database == SqliteUrl(Path("/srv/auth.db"))
+    assert isinstance(store_from_settings(settings), SqliteCredentialStore)
+
+
+def test_postgres_url_gives_a_postgres_store() -> None:
+    settings = Settings(database_url="postgresql://auth@db/auth")
+
+    assert settings.database == PostgresUrl("postgresql://auth@db/auth")
+    assert isinstance(store_from_settings(settings), PostgresCredentialStore)
+
+
+@pytest.mark.parametrize("url", ["mysql://db/auth", "var/auth.db", "sqlite:///:memory:"])
+def test_unsupported_urls_are_refused_naming_the_setting(url: str) -> None:
     with pytest.raises(ValueError, match="AUTH_SERVICE_DATABASE_URL"):
         Settings(database_url=url)
 
 
 def test_refusal_does_not_repeat_the_url() -> None:
-    with pytest.raises(ValueError, match="postgresql") as refusal:
-        Settings(database_url="postgresql://user:secret@db/auth")
+    with pytest.raises(ValueError, match="mysql") as refusal:
+        Settings(database_url="mysql://user:secret@db/auth")
 
     assert "secret" not in str(refusal.value)
+
+
+def test_repr_does_not_show_the_database_url() -> None:
+    settings = Settings(database_url="postgresql://user:secret@db/auth")
+
+    assert "secret" not in repr(settings)

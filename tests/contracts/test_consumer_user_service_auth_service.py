@@ -9,10 +9,11 @@ import asyncio
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
-from pact import Pact
+from pact import Pact, match
 
 from tests.contracts.committed_pacts import check_descriptions, check_interaction
-from user_service.auth_client import AuthClient
+from tests.contracts.credentials import LOCKED_OUT_PASSWORD, PASSWORD, USERNAME, WRONG_PASSWORD
+from user_service.auth_client import AuthClient, AuthServiceRateLimitedError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,15 +31,17 @@ class Validation(NamedTuple):
         return f"Credential validation for {self.state}"
 
 
+LOCKED_OUT = "Credential validation while alice is locked out"
+
 VALIDATIONS = [
-    Validation("user credentials are valid", "correct-horse-battery-staple", valid=True),
-    Validation("user credentials are invalid", "wrong-password", valid=False),
+    Validation("user credentials are valid", PASSWORD, valid=True),
+    Validation("user credentials are invalid", WRONG_PASSWORD, valid=False),
 ]
 
 
 async def _validate(base_url: str, password: str) -> bool:
     async with AuthClient(base_url) as client:
-        return await client.validate_credentials("alice", password)
+        return await client.validate_credentials(USERNAME, password)
 
 
 @pytest.mark.contract
@@ -49,7 +52,7 @@ def test_auth_client_reads_the_verdict(case: Validation, tmp_path: Path) -> None
         pact.upon_receiving(case.description)
         .given(case.state)
         .with_request("POST", "/auth/validate")
-        .with_body({"username": "alice", "password": case.password}, "application/json")
+        .with_body({"username": USERNAME, "password": case.password}, "application/json")
         .will_respond_with(200)
         .with_body({"valid": case.valid}, "application/json")
     )
@@ -59,5 +62,24 @@ def test_auth_client_reads_the_verdict(case: Validation, tmp_path: Path) -> None
 
 
 @pytest.mark.contract
+def test_auth_client_reports_lockout_from_429(tmp_path: Path) -> None:
+    pact = Pact(CONSUMER, PROVIDER)
+    (
+        pact.upon_receiving(LOCKED_OUT)
+        .given("alice has too many failed attempts")
+        .with_request("POST", "/auth/validate")
+        .with_body({"username": USERNAME, "password": LOCKED_OUT_PASSWORD}, "application/json")
+        .will_respond_with(429)
+        .with_header("Retry-After", match.regex("900", regex=r"\d+"))
+    )
+    with pact.serve(addr="127.0.0.1") as server:
+        with pytest.raises(AuthServiceRateLimitedError) as raised:
+            asyncio.run(_validate(str(server.url), LOCKED_OUT_PASSWORD))
+        assert raised.value.retry_after == 900
+        check_interaction(server, CONSUMER, PROVIDER, tmp_path)
+
+
+@pytest.mark.contract
 def test_committed_pact_holds_exactly_these_interactions() -> None:
-    check_descriptions(CONSUMER, PROVIDER, {case.description for case in VALIDATIONS})
+    descriptions = {case.description for case in VALIDATIONS} | {LOCKED_OUT}
+    check_descriptions(CONSUMER, PROVIDER, descriptions)

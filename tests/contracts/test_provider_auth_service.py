@@ -1,7 +1,8 @@
 """Provider verification of auth-service against the pact user-service wrote.
 
 The real app runs on a real socket over a real SQLite credential store; the
-provider states seed that store in-process.
+provider states seed that store in-process, through the same admin API the
+``auth-service users`` commands use.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from auth_service.admin import UserAdmin
 from auth_service.app import create_app
-from auth_service.credentials import CredentialStore
 from auth_service.settings import Settings
 from tests.contracts.committed_pacts import pact_path
+from tests.contracts.credentials import PASSWORD, USERNAME
 from tests.contracts.verification import verify_every_interaction
 from tests.support.servers import serve_in_thread
 
@@ -25,22 +27,32 @@ PACT_FILE = pact_path("user-service", "auth-service")
 
 
 @pytest.fixture
-def credential_store(tmp_path: Path) -> Iterator[CredentialStore]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'auth.db'}")
-    with CredentialStore.from_settings(settings) as store:
-        yield store
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'auth.db'}")
+
+
+@pytest.fixture
+def users(settings: Settings) -> Iterator[UserAdmin]:
+    with UserAdmin(settings) as admin:
+        yield admin
 
 
 @pytest.mark.contract
-def test_auth_service_honours_user_service_pact(credential_store: CredentialStore) -> None:
+def test_auth_service_honours_user_service_pact(settings: Settings, users: UserAdmin) -> None:
     def alice_has_her_password() -> None:
-        for username in credential_store.usernames():
-            credential_store.remove(username)
-        credential_store.add("alice", "correct-horse-battery-staple")
+        for username in users.usernames():
+            users.remove(username)
+        users.add(USERNAME, PASSWORD)
+
+    def alice_has_too_many_failed_attempts() -> None:
+        alice_has_her_password()
+        for _ in range(settings.lockout_threshold):
+            users.record_failed_attempt(USERNAME)
 
     states = {
         "user credentials are valid": alice_has_her_password,
         "user credentials are invalid": alice_has_her_password,
+        "alice has too many failed attempts": alice_has_too_many_failed_attempts,
     }
-    with serve_in_thread(create_app(credential_store=credential_store)) as url:
+    with serve_in_thread(create_app(settings)) as url:
         verify_every_interaction("auth-service", PACT_FILE, url, states)

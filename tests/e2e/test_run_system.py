@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.support.log_scan import register_log
 from tests.support.servers import free_port
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ def _is_listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def ports() -> dict[str, int]:
+def _free_ports() -> dict[str, int]:
     return {
         "AUTH_SERVICE_PORT": free_port(),
         "USER_SERVICE_PORT": free_port(),
@@ -37,20 +37,35 @@ def ports() -> dict[str, int]:
     }
 
 
-@pytest.fixture
-def runner(tmp_path: Path, ports: dict[str, int]) -> Iterator[subprocess.Popen[str]]:
+@pytest.fixture(scope="module")
+def ports() -> dict[str, int]:
+    return _free_ports()
+
+
+@pytest.fixture(scope="module")
+def runner(
+    tmp_path_factory: pytest.TempPathFactory, ports: dict[str, int]
+) -> Iterator[subprocess.Popen[str]]:
+    """The system as ``make run`` starts it, shared by this module's tests; the last stops it."""
+    tmp_path = tmp_path_factory.mktemp("run-system")
     env = {
         **os.environ,
         **{name: str(port) for name, port in ports.items()},
         "AUTH_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'auth.db'}",
+        "USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}",
     }
-    with subprocess.Popen(
-        [sys.executable, str(RUNNER)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as process:
+    log_path = tmp_path / "services.log"
+    register_log(log_path)
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            [sys.executable, str(RUNNER)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        ) as process,
+    ):
         assert process.stdout is not None
         started = any(line.startswith("Ctrl-C stops") for line in process.stdout)
         assert started, f"the runner exited with {process.wait()} before the system was up"
@@ -75,13 +90,8 @@ def test_frontend_page_is_served(ports: dict[str, int]) -> None:
     assert response.status_code == 200
 
 
-def test_interrupt_stops_all_three(runner: subprocess.Popen[str], ports: dict[str, int]) -> None:
-    runner.send_signal(signal.SIGINT)
-    assert runner.wait(timeout=15) == 0
-    assert not any(_is_listening(port) for port in ports.values())
-
-
-def test_port_in_use_names_the_port_and_its_setting(ports: dict[str, int]) -> None:
+def test_port_in_use_names_the_port_and_its_setting() -> None:
+    ports = _free_ports()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports["USER_SERVICE_PORT"]))
         holder.listen()
@@ -96,3 +106,9 @@ def test_port_in_use_names_the_port_and_its_setting(ports: dict[str, int]) -> No
     assert result.returncode == 1
     assert f"port {ports['USER_SERVICE_PORT']}" in result.stderr
     assert "USER_SERVICE_PORT" in result.stderr
+
+
+def test_interrupt_stops_all_three(runner: subprocess.Popen[str], ports: dict[str, int]) -> None:
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=15) == 0
+    assert not any(_is_listening(port) for port in ports.values())

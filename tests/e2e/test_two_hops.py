@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from tests.support.servers import free_port, run_process, venv_command
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -20,8 +22,12 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def user_service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("two-hops")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("two-hops")
+
+
+@pytest.fixture(scope="module")
+def user_service_url(folder: Path) -> Iterator[str]:
     auth_env = {"AUTH_SERVICE_DATABASE_URL": f"sqlite:///{folder / 'auth.db'}"}
     subprocess.run(
         [venv_command("auth-service"), "users", "add", "alice"],
@@ -41,7 +47,10 @@ def user_service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         run_process(
             [venv_command("user-service"), "serve", "--port", str(user_port)],
             port=user_port,
-            env={"USER_SERVICE_AUTH_URL": f"http://127.0.0.1:{auth_port}"},
+            env={
+                "USER_SERVICE_AUTH_URL": f"http://127.0.0.1:{auth_port}",
+                "USER_SERVICE_DATABASE_URL": f"sqlite:///{folder / 'accounts.db'}",
+            },
             log_path=folder / "user-service.log",
         ),
     ):
@@ -71,3 +80,24 @@ def test_unknown_user_is_401(user_service_url: str) -> None:
         f"{user_service_url}/accounts", json={"username": "mallory", "password": PASSWORD}
     )
     assert response.status_code == 401
+
+
+def _log_entries(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_both_services_log_json_lines_with_the_request_id(
+    user_service_url: str, folder: Path
+) -> None:
+    httpx.post(
+        f"{user_service_url}/accounts",
+        json={"username": "erin", "password": "wrong-password"},
+        headers={"X-Request-ID": "e2e-trace-1"},
+    )
+    for log in ("user-service.log", "auth-service.log"):
+        traced = [
+            entry
+            for entry in _log_entries(folder / log)
+            if entry.get("request_id") == "e2e-trace-1"
+        ]
+        assert traced, f"{log} has no line for request e2e-trace-1"

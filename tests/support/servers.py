@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from tests.support.log_scan import register_log
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
@@ -96,11 +98,13 @@ def run_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a service process, wait until it listens on ``port``, stop it at exit.
 
-    Its standard output and error go to ``log_path``, so tests can read the logs.
+    Its standard output and error go to ``log_path``, so tests can read the logs;
+    the file is also scanned for test passwords at the end of the session.
 
     Yields:
         The running process.
     """
+    register_log(log_path)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             args,

@@ -1,0 +1,149 @@
+"""The ASGI middleware every service runs behind: request ids, body limit, one log line, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from servicekit.logs import request_id
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from servicekit.metrics import Metrics
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_logger = logging.getLogger("servicekit.requests")
+
+
+def incoming_request_id(scope: Scope) -> str:
+    """Return the request id the client sent, if it is well formed, or a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+class ServiceMiddleware:
+    """Gives each request an id, refuses oversized bodies, and logs and counts every request.
+
+    - The id comes from ``X-Request-ID`` when well formed (1-128 characters of
+      letters, digits and ``._:-``), else a new one is made; it is returned in
+      the response and set in :data:`servicekit.logs.request_id` for the logs
+      and for calls to other services.
+    - A body larger than ``max_body_bytes`` is answered ``413`` before the app
+      reads the rest of it.
+    - One log line per request, without headers or bodies (which may hold
+      secrets), and the request metrics.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        """Wrap ``app``.
+
+        Args:
+            app: The ASGI app.
+            metrics: Where to count requests.
+            max_body_bytes: The largest request body accepted.
+        """
+        self._app = app
+        self._metrics = metrics
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection scope."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        rid = incoming_request_id(scope)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        received = 0
+        refused = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def refuse() -> None:
+            nonlocal refused
+            await send_with_id(self._too_large_start())
+            await send_with_id(self._too_large_body())
+            refused = True
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._max_body_bytes:
+                if not refused:
+                    await refuse()
+                # The app stops reading; whatever it answers after this is dropped.
+                return {"type": "http.disconnect"}
+            return message
+
+        try:
+            if self._declared_length(scope) > self._max_body_bytes:
+                await refuse()
+            else:
+                await self._app(scope, limited_receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            request_id.reset(token)
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return 0
+        return 0
+
+    def _too_large_body(self) -> Message:
+        detail = f"The request body is larger than {self._max_body_bytes} bytes."
+        return {"type": "http.response.body", "body": json.dumps({"detail": detail}).encode()}
+
+    def _too_large_start(self) -> Message:
+        length = len(self._too_large_body()["body"])
+        return {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(length).encode()),
+            ],
+        }
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "<unmatched>")
+        method = scope["method"]
+        self._metrics.requests.labels(method, route, str(status)).inc()
+        self._metrics.request_seconds.labels(method, route).observe(seconds)
+        _logger.info(
+            "%s %s %d",
+            method,
+            route,
+            status,
+            extra={
+                "method": method,
+                "route": route,
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )

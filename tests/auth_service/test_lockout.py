@@ -1,0 +1,50 @@
+"""The lockout rule, on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from auth_service.lockout import Counted, LockoutPolicy, Refused, retry_after_header
+
+POLICY = LockoutPolicy(threshold=3, window_seconds=100.0)
+
+
+def test_first_failure_opens_a_window() -> None:
+    assert POLICY.count_failure(0, 0.0, now=5000.0) == Counted(1, 5000.0)
+
+
+def test_failures_in_the_window_are_added_up() -> None:
+    assert POLICY.count_failure(1, 5000.0, now=5050.0) == Counted(2, 5000.0)
+
+
+def test_failures_past_the_threshold_are_still_counted() -> None:
+    assert POLICY.count_failure(3, 5000.0, now=5050.0) == Counted(4, 5000.0)
+
+
+def test_failure_after_the_window_opens_a_new_one() -> None:
+    assert POLICY.count_failure(3, 5000.0, now=5100.0) == Counted(1, 5100.0)
+
+
+def test_fewer_failures_than_the_threshold_do_not_lock() -> None:
+    assert POLICY.refusal(2, 5000.0, now=5030.0) is None
+
+
+def test_threshold_locks_until_the_window_ends() -> None:
+    assert POLICY.refusal(3, 5000.0, now=5030.0) == Refused(70.0)
+
+
+def test_lock_ends_with_the_window() -> None:
+    assert POLICY.refusal(5, 5000.0, now=5100.0) is None
+
+
+def test_window_opened_ahead_of_this_clock_locks_no_longer_than_a_window() -> None:
+    assert POLICY.refusal(3, 5050.0, now=5000.0) == Refused(100.0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (899.5, "900")]
+)
+def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one(
+    seconds: float, header: str
+) -> None:
+    assert retry_after_header(seconds) == header

@@ -1,0 +1,8 @@
+"""The credentials the pacts of the system use, shared so that the two pacts agree."""
+
+USERNAME = "alice"
+PASSWORD = "correct-horse-battery-staple"
+WRONG_PASSWORD = "wrong-password"
+# A guess made while alice is locked out. Both pacts use it, so the chain check
+# can tell this interaction of auth-service's pact from the others by its body.
+LOCKED_OUT_PASSWORD = "guess-number-eleven"

@@ -1,0 +1,192 @@
+"""Many processes, one username: exactly one account, whatever process each request reaches.
+
+user-service runs with ``--workers 2``, or as two separate processes (replicas)
+sharing one database; 20 requests for one username race through them. The
+username comes in several spellings that PRECIS maps to one canonical form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.postgres import drop_schema, new_schema, postgres_url
+from tests.support.servers import HOST, free_port, run_process, venv_command
+from tests.user_service.stand_in_auth import serve_stand_in
+
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.user_service.stand_in_auth import StandInAuthService
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "pw-e2e-workers-8d2a"
+CONCURRENT = 20
+POSTGRES_URL_VARIABLE = "USER_SERVICE_TEST_POSTGRES_URL"
+STARTED = "Application startup complete."
+STARTUP_TIMEOUT = 20.0
+
+# One user, spelled three ways that all canonicalise to "racer" (RFC 8265 UsernameCaseMapped).
+CANONICAL = "racer"
+SPELLINGS = ("racer", "RACER", "\uff32\uff41\uff43\uff45\uff52")  # the last is fullwidth "Racer"
+
+
+@pytest.fixture(scope="module")
+def stand_in_auth() -> Iterator[StandInAuthService]:
+    with serve_stand_in() as stand_in:  # answers {"valid": true}
+        yield stand_in
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """A fresh schema on the test server: the server's URL, and the schema's name."""
+    url = postgres_url(POSTGRES_URL_VARIABLE)
+    schema = new_schema(url)
+    try:
+        yield url, schema
+    finally:
+        drop_schema(url, schema)
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` with the libpq ``options`` parameter that makes ``schema`` the search path."""
+    parts = urlsplit(url)
+    option = f"options=-csearch_path%3D{schema}"
+    query = f"{parts.query}&{option}" if parts.query else option
+    return urlunsplit(parts._replace(query=query))
+
+
+def _wait_for_startups(log_path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
+    """Wait until ``count`` workers have logged that their app started (and opened its store)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while log_path.read_text(encoding="utf-8", errors="replace").count(STARTED) < count:
+        if process.poll() is not None or time.monotonic() > deadline:
+            log = log_path.read_text(encoding="utf-8", errors="replace")
+            pytest.fail(f"{count} worker(s) did not start; the log says:\n{log}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def user_service(
+    log_path: Path, *, database_url: str, auth_url: str, workers: int = 1
+) -> Iterator[str]:
+    """Run ``user-service serve --workers N`` until every worker is up; yield its base URL."""
+    port = free_port()
+    command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
+    with run_process(
+        [*command, "--workers", str(workers)],
+        port=port,
+        env={"USER_SERVICE_AUTH_URL": auth_url, "USER_SERVICE_DATABASE_URL": database_url},
+        log_path=log_path,
+    ) as process:
+        _wait_for_startups(log_path, workers, process)
+        yield f"http://{HOST}:{port}"
+
+
+async def _race(base_urls: list[str]) -> list[httpx.Response]:
+    """Send CONCURRENT requests for one user at once, spread over ``base_urls`` and spellings."""
+    limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=15, limits=limits) as http:
+        return await asyncio.gather(
+            *(
+                http.post(
+                    f"{base_urls[number % len(base_urls)]}/accounts",
+                    json={"username": SPELLINGS[number % len(SPELLINGS)], "password": PASSWORD},
+                )
+                for number in range(CONCURRENT)
+            )
+        )
+
+
+def race(base_urls: list[str]) -> list[httpx.Response]:
+    return asyncio.run(_race(base_urls))
+
+
+def assert_exactly_one_created(responses: list[httpx.Response]) -> None:
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {201: 1, 409: CONCURRENT - 1}, [
+        (response.status_code, response.text) for response in responses
+    ]
+    (created,) = (response for response in responses if response.status_code == 201)
+    assert created.json()["username"] == CANONICAL
+    assert {response.text for response in responses if response.status_code == 409} == {
+        '{"detail":"Username already taken"}'
+    }
+
+
+async def _usernames_in(url: str, schema: str) -> list[str]:
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        rows = await connection.fetch(f'SELECT username FROM "{schema}".accounts')  # noqa: S608
+    finally:
+        await connection.close()
+    return [row["username"] for row in rows]
+
+
+def test_workers_on_postgres_create_one_account_for_racing_requests(
+    tmp_path: Path, stand_in_auth: StandInAuthService, postgres_schema: tuple[str, str]
+) -> None:
+    url, schema = postgres_schema
+
+    with user_service(
+        tmp_path / "user-service.log",
+        database_url=with_search_path(url, schema),
+        auth_url=stand_in_auth.base_url,
+        workers=2,
+    ) as base_url:
+        responses = race([base_url])
+
+    assert_exactly_one_created(responses)
+    # The tables are in the schema the URL's options named: asyncpg passed them on.
+    assert asyncio.run(_usernames_in(url, schema)) == [CANONICAL]
+
+
+def test_replicas_on_one_postgres_schema_create_one_account_for_racing_requests(
+    tmp_path: Path, stand_in_auth: StandInAuthService, postgres_schema: tuple[str, str]
+) -> None:
+    url, schema = postgres_schema
+    database_url = with_search_path(url, schema)
+
+    with (
+        user_service(
+            tmp_path / "replica-a.log", database_url=database_url, auth_url=stand_in_auth.base_url
+        ) as replica_a,
+        user_service(
+            tmp_path / "replica-b.log", database_url=database_url, auth_url=stand_in_auth.base_url
+        ) as replica_b,
+    ):
+        responses = race([replica_a, replica_b])
+
+    assert_exactly_one_created(responses)
+    assert asyncio.run(_usernames_in(url, schema)) == [CANONICAL]
+
+
+def test_workers_on_sqlite_create_one_account_for_racing_requests(
+    tmp_path: Path, stand_in_auth: StandInAuthService
+) -> None:
+    database = tmp_path / "accounts.db"
+
+    with user_service(
+        tmp_path / "user-service.log",
+        database_url=f"sqlite:///{database}",
+        auth_url=stand_in_auth.base_url,
+        workers=2,
+    ) as base_url:
+        responses = race([base_url])
+
+    assert_exactly_one_created(responses)
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("SELECT username FROM accounts").fetchall()
+    assert rows == [(CANONICAL,)]

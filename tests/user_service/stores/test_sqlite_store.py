@@ -1,0 +1,188 @@
+"""What only the SQLite store does: its file, its pragmas, and sharing the file with others."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sqlite3
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from user_service.accounts import (
+    AccountStoreUnavailableError,
+    Claimed,
+    IdempotencyClaim,
+    IdempotencyPolicy,
+    UserAccount,
+    UsernameTakenError,
+)
+from user_service.sqlite_store import SCHEMA_VERSION, SqliteAccountStore
+
+RACERS_PER_PROCESS = 5
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_nothing_is_opened_before_open(tmp_path: Path) -> None:
+    SqliteAccountStore(tmp_path / "missing" / "accounts.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_creates_the_folder_and_a_wal_database(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path)
+        await store.open()
+        await store.close()
+
+    asyncio.run(main())
+    assert _query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = {row[0] for row in _query(path, "SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    assert {"accounts", "idempotency_keys"} <= tables
+
+
+def test_relative_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def main() -> None:
+        store = SqliteAccountStore(Path("var/accounts.db"))
+        await store.open()
+        await store.create("alice")
+        await store.close()
+
+    asyncio.run(main())
+    assert _query(tmp_path / "var" / "accounts.db", "SELECT username FROM accounts") == [("alice",)]
+
+
+def test_ping_fails_before_open_and_after_close(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteAccountStore(tmp_path / "accounts.db")
+        with pytest.raises(RuntimeError, match="not open"):
+            await store.ping()
+        await store.open()
+        await store.ping()
+        await store.close()
+        with pytest.raises(RuntimeError, match="not open"):
+            await store.ping()
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+    async def main() -> None:
+        store = SqliteAccountStore(path)
+        with pytest.raises(RuntimeError, match="schema version"):
+            await store.open()
+        with pytest.raises(RuntimeError, match="not open"):
+            await store.ping()
+
+    asyncio.run(main())
+
+
+def test_waiting_for_another_writer_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path)
+        await store.open()
+        try:
+            with closing(sqlite3.connect(path, isolation_level=None)) as other_process:
+                other_process.execute("BEGIN IMMEDIATE")
+                creating = asyncio.create_task(store.create("alice"))
+                # Had create blocked the loop, it would have waited out its busy_timeout and failed.
+                for _ in range(10):
+                    await asyncio.sleep(0.01)
+                assert not creating.done()
+                other_process.execute("ROLLBACK")
+            account = await creating
+            assert await store.get(account.id) == account
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_writer_holding_the_file_too_long_makes_the_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path, busy_timeout=0.05)
+        await store.open()
+        try:
+            with closing(sqlite3.connect(path, isolation_level=None)) as other_process:
+                other_process.execute("BEGIN IMMEDIATE")
+                with pytest.raises(AccountStoreUnavailableError, match="locked"):
+                    await store.create("alice")
+                other_process.execute("ROLLBACK")
+            await store.create("alice")
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_expired_keys_are_purged_when_a_key_is_claimed(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path, policy=IdempotencyPolicy(ttl=timedelta(milliseconds=50)))
+        await store.open()
+        try:
+            await store.claim(IdempotencyClaim("old", "body"))
+            await asyncio.sleep(0.1)
+            assert await store.claim(IdempotencyClaim("new", "body")) == Claimed()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    assert _query(path, "SELECT key FROM idempotency_keys") == [("new",)]
+
+
+def _race_in_another_process(path: Path) -> tuple[int, int]:
+    """Create one username and claim one key, several times at once, from a new process."""
+
+    async def main() -> tuple[int, int]:
+        store = SqliteAccountStore(path)
+        await store.open()
+        try:
+            created = await asyncio.gather(
+                *(store.create("alice") for _ in range(RACERS_PER_PROCESS)),
+                return_exceptions=True,
+            )
+            claimed = await asyncio.gather(
+                *(store.claim(IdempotencyClaim("key", "body")) for _ in range(RACERS_PER_PROCESS))
+            )
+        finally:
+            await store.close()
+        if any(not isinstance(result, UserAccount | UsernameTakenError) for result in created):
+            raise AssertionError(created)
+        accounts = sum(isinstance(result, UserAccount) for result in created)
+        return accounts, claimed.count(Claimed())
+
+    return asyncio.run(main())
+
+
+def test_processes_sharing_the_file_make_one_account_and_one_claim(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+    processes = 2
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        results = list(pool.map(_race_in_another_process, [path] * processes))
+    assert sum(accounts for accounts, _ in results) == 1
+    assert sum(claims for _, claims in results) == 1

@@ -1,0 +1,107 @@
+"""One account per user: 409 for a second one, also under concurrency, on every durable store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.support.servers import serve_in_thread
+from tests.user_service.durable_stores import durable_store
+from tests.user_service.stub_verifier import RecordingVerifier
+from user_service import create_app
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from user_service.accounts import AccountStore
+
+__all__ = ["durable_store"]
+
+PASSWORD = "pw-conflicts-3b1f"
+
+
+@pytest.fixture
+def verifier() -> RecordingVerifier:
+    return RecordingVerifier(valid=True)
+
+
+@pytest.fixture
+def base_url(durable_store: AccountStore, verifier: RecordingVerifier) -> Iterator[str]:
+    with serve_in_thread(create_app(auth_verifier=verifier, account_store=durable_store)) as url:
+        yield url
+
+
+def _create(base_url: str, username: str) -> httpx.Response:
+    return httpx.post(f"{base_url}/accounts", json={"username": username, "password": PASSWORD})
+
+
+def test_second_account_for_a_username_is_409(base_url: str) -> None:
+    assert _create(base_url, "alice").status_code == 201
+    response = _create(base_url, "alice")
+    assert (response.status_code, response.json()) == (409, {"detail": "Username already taken"})
+
+
+@pytest.mark.parametrize("spelling", ["ALICE", "Alice", "\uff41\uff4c\uff49\uff43\uff45"])
+def test_usernames_are_compared_in_canonical_form(base_url: str, spelling: str) -> None:
+    assert _create(base_url, "alice").status_code == 201
+    assert _create(base_url, spelling).status_code == 409
+
+
+def test_canonical_username_is_what_is_stored_and_returned(base_url: str) -> None:
+    created = _create(base_url, "ALICE").json()
+    assert created["username"] == "alice"
+    assert httpx.get(f"{base_url}/accounts/{created['id']}").json()["username"] == "alice"
+
+
+def test_canonical_username_is_what_auth_service_is_asked(
+    base_url: str, verifier: RecordingVerifier
+) -> None:
+    _create(base_url, "ALICE")
+    assert verifier.calls == [("alice", PASSWORD)]
+
+
+def test_invalid_credentials_for_a_taken_username_are_401_not_409(
+    base_url: str, verifier: RecordingVerifier
+) -> None:
+    _create(base_url, "alice")
+    verifier.valid = False
+    assert _create(base_url, "alice").status_code == 401
+
+
+def test_concurrent_requests_for_one_username_create_one_account(base_url: str) -> None:
+    async def race() -> list[int]:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/accounts", json={"username": "carol", "password": PASSWORD})
+                    for _ in range(20)
+                )
+            )
+        return sorted(response.status_code for response in responses)
+
+    assert asyncio.run(race()) == [201] + [409] * 19
+    with httpx.Client(base_url=base_url) as client:
+        found = [client.get(f"/accounts/{n}").status_code for n in range(1, 41)]
+    assert found.count(200) == 1
+
+
+def test_get_account_returns_it_with_its_creation_time(base_url: str) -> None:
+    created = _create(base_url, "dave").json()
+    response = httpx.get(f"{base_url}/accounts/{created['id']}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body.pop("created_at").endswith(("+00:00", "Z"))
+    assert body == {"id": created["id"], "username": "dave", "status": "active"}
+
+
+def test_get_unknown_account_is_404(base_url: str) -> None:
+    response = httpx.get(f"{base_url}/accounts/4242")
+    assert (response.status_code, response.json()) == (404, {"detail": "Account not found"})
+
+
+@pytest.mark.parametrize("account_id", ["abc", "1.5", str(2**70)])
+def test_get_with_a_malformed_or_huge_id_is_4xx_not_500(base_url: str, account_id: str) -> None:
+    assert httpx.get(f"{base_url}/accounts/{account_id}").status_code in {404, 422}

@@ -1,0 +1,159 @@
+"""Settings of user-service, read from ``USER_SERVICE_*`` environment variables."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from tests.support.servers import serve_in_thread
+from tests.user_service.stand_in_auth import StandInAuthService, slow_reply
+from user_service import create_app
+from user_service.auth_client import AuthClient
+from user_service.settings import Settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ACCOUNT = {"username": "alice", "password": "correct horse battery staple"}
+
+AUTH_VARIABLES = (
+    "USER_SERVICE_AUTH_URL",
+    "USER_SERVICE_AUTH_TIMEOUT",
+    "USER_SERVICE_AUTH_CONNECT_TIMEOUT",
+    "USER_SERVICE_AUTH_RETRIES",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No auth setting of the caller's environment leaks in; accounts go to a fresh database."""
+    for name in AUTH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("USER_SERVICE_DATABASE_URL", f"sqlite:///{tmp_path / 'accounts.db'}")
+
+
+def test_auth_url_from_the_environment_reaches_the_auth_client(
+    monkeypatch: pytest.MonkeyPatch, stand_in_auth: StandInAuthService
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_AUTH_URL", stand_in_auth.base_url)
+
+    with serve_in_thread(create_app()) as base_url:
+        response = httpx.post(f"{base_url}/accounts", json=ACCOUNT)
+
+    assert response.status_code == 201
+    assert [request.path for request in stand_in_auth.received] == ["/auth/validate"]
+
+
+def test_auth_timeout_from_the_environment_reaches_the_auth_client(
+    monkeypatch: pytest.MonkeyPatch, stand_in_auth: StandInAuthService
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_AUTH_URL", stand_in_auth.base_url)
+    monkeypatch.setenv("USER_SERVICE_AUTH_TIMEOUT", "0.3")
+    stand_in_auth.answer(slow_reply())
+
+    with serve_in_thread(create_app()) as base_url:
+        started = time.monotonic()
+        response = httpx.post(f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert elapsed < 2.0  # the default of 3 s would have been waited out
+
+
+def test_defaults_point_at_a_local_auth_service() -> None:
+    settings = Settings()
+
+    assert str(settings.auth_url).rstrip("/") == "http://127.0.0.1:8001"
+    assert settings.auth_timeout > 0
+    assert settings.auth_connect_timeout > 0
+
+
+@pytest.mark.parametrize("url", ["not a url", "127.0.0.1:8001", "ftp://auth.test", ""], ids=repr)
+def test_invalid_auth_url_is_a_validation_error_naming_it(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(auth_url=url)
+
+    assert [error["loc"] for error in caught.value.errors()] == [("auth_url",)]
+
+
+def test_invalid_auth_url_in_the_environment_stops_the_app_from_being_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_AUTH_URL", "not a url")
+
+    with pytest.raises(ValidationError, match="auth_url"):
+        create_app()
+
+
+@pytest.mark.parametrize("field", ["auth_timeout", "auth_connect_timeout"])
+@pytest.mark.parametrize("value", [0, -1.5])
+def test_non_positive_timeout_is_a_validation_error_naming_it(field: str, value: float) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({field: value})
+
+    assert [(error["loc"], error["type"]) for error in caught.value.errors()] == [
+        ((field,), "greater_than")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [
+        ("USER_SERVICE_AUTH_TIMEOUT", "auth_timeout"),
+        ("USER_SERVICE_AUTH_CONNECT_TIMEOUT", "auth_connect_timeout"),
+    ],
+)
+def test_non_positive_timeout_in_the_environment_is_a_validation_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, "0")
+
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+
+    assert [error["loc"] for error in caught.value.errors()] == [(field,)]
+
+
+def ask_once(base_url: str) -> bool:
+    async def run() -> bool:
+        async with AuthClient(base_url, timeout=0.5, retries=0) as client:
+            return await client.validate_credentials(ACCOUNT["username"], ACCOUNT["password"])
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "decoration",
+    [
+        "{}/",
+        " {} ",
+        "{}\n",
+        "{}/\n",
+    ],
+    ids=["trailing-slash", "spaces", "newline", "slash-and-newline"],
+)
+def test_auth_url_trailing_slash_and_surrounding_whitespace_are_ignored(
+    stand_in_auth: StandInAuthService, decoration: str
+) -> None:
+    settings = Settings(auth_url=decoration.format(stand_in_auth.base_url))
+
+    ask_once(settings.auth_url)
+
+    assert [request.path for request in stand_in_auth.received] == ["/auth/validate"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://auth.test:8001?tenant=a", "http://auth.test:8001/#main"],
+    ids=["query", "fragment"],
+)
+def test_auth_url_with_a_query_or_fragment_is_a_validation_error(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(auth_url=url)
+
+    assert [error["loc"] for error in caught.value.errors()] == [("auth_url",)]

@@ -1,0 +1,269 @@
+"""user-service with its real AuthClient, against a fault-injecting stand-in auth-service.
+
+Both services run on real sockets; the user-service app is built from its
+settings, so its lifespan opens and closes the real client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.support.servers import HOST, free_port, serve_in_thread
+from tests.user_service.stand_in_auth import (
+    Reply,
+    StandInAuthService,
+    json_reply,
+    raw_reply,
+    slow_reply,
+    trickling_reply,
+    verdict,
+)
+from user_service import create_app
+from user_service.accounts import InMemoryAccountStore
+from user_service.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+USERNAME = "alice"
+PASSWORD = "pw-5d1a0b-never-echo-me"
+TIMEOUT = 0.3
+ACCOUNT = {"username": USERNAME, "password": PASSWORD}
+
+
+@dataclass(frozen=True)
+class UserService:
+    """A served user-service app: a client for it, and its account store."""
+
+    client: httpx.Client
+    store: InMemoryAccountStore
+
+    def create_account(self) -> httpx.Response:
+        return self.client.post("/accounts", json=ACCOUNT)
+
+    def has_no_account(self) -> bool:
+        return asyncio.run(self.store.get(1)) is None
+
+
+@contextmanager
+def serve_user_service(auth_url: str) -> Iterator[UserService]:
+    settings = Settings(auth_url=auth_url, auth_timeout=TIMEOUT, auth_connect_timeout=TIMEOUT)
+    store = InMemoryAccountStore()
+    app = create_app(settings, account_store=store)
+    with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+        yield UserService(client, store)
+
+
+# One server per auth-service for the whole module keeps the module fast; each
+# test starts from an empty store.
+
+
+@pytest.fixture(scope="module")
+def running_user_service(running_stand_in_auth: StandInAuthService) -> Iterator[UserService]:
+    with serve_user_service(running_stand_in_auth.base_url) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def running_cut_off_user_service() -> Iterator[UserService]:
+    with serve_user_service(f"http://{HOST}:{free_port()}") as served:
+        yield served
+
+
+@pytest.fixture
+def user_service(
+    running_user_service: UserService, stand_in_auth: StandInAuthService
+) -> UserService:
+    """user-service whose auth-service is the stand-in, with no account yet."""
+    del stand_in_auth  # requested so that the stand-in is reset too
+    asyncio.run(running_user_service.store.reset())
+    return running_user_service
+
+
+@pytest.fixture
+def cut_off_user_service(running_cut_off_user_service: UserService) -> UserService:
+    """user-service whose auth-service nobody listens for, with no account yet."""
+    asyncio.run(running_cut_off_user_service.store.reset())
+    return running_cut_off_user_service
+
+
+def test_valid_verdict_creates_the_account(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(verdict(valid=True))
+
+    response = user_service.create_account()
+
+    assert response.status_code == 201
+    assert response.json() == {"id": 1, "username": USERNAME, "status": "created"}
+
+
+def test_invalid_verdict_is_401(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(verdict(valid=False))
+
+    response = user_service.create_account()
+
+    assert (response.status_code, response.json()) == (401, {"detail": "Invalid credentials"})
+    assert user_service.has_no_account()
+
+
+def test_auth_service_receives_exactly_username_and_password(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    user_service.create_account()
+
+    [request] = stand_in_auth.received
+    assert (request.method, request.path, request.content_type) == (
+        "POST",
+        "/auth/validate",
+        "application/json",
+    )
+    assert request.json() == {"username": USERNAME, "password": PASSWORD}
+
+
+def test_slow_auth_service_is_504(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(slow_reply())
+    started = time.monotonic()
+
+    response = user_service.create_account()
+
+    assert response.status_code == 504
+    assert time.monotonic() - started < 2.0
+
+
+def test_auth_service_stalling_mid_answer_is_504(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(trickling_reply())
+
+    assert user_service.create_account().status_code == 504
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_auth_service_error_status_is_502(
+    stand_in_auth: StandInAuthService, user_service: UserService, status: int
+) -> None:
+    stand_in_auth.answer(json_reply({"detail": "boom"}, status=status))
+
+    assert user_service.create_account().status_code == 502
+
+
+def test_answer_that_is_not_json_is_502(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(raw_reply(b"<html>it works</html>", content_type="text/html"))
+
+    assert user_service.create_account().status_code == 502
+
+
+@pytest.mark.parametrize(
+    "body", [{"valid": "yes"}, {"valid": 1}, {"subject": "alice"}], ids=["string", "int", "missing"]
+)
+def test_answer_without_boolean_valid_is_502(
+    stand_in_auth: StandInAuthService, user_service: UserService, body: object
+) -> None:
+    stand_in_auth.answer(json_reply(body))
+
+    assert user_service.create_account().status_code == 502
+
+
+def test_lockout_reported_by_auth_service_is_429_with_its_retry_after(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(Reply(status=429, body=b"{}", headers=(("Retry-After", "900"),)))
+
+    response = user_service.create_account()
+
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "900")
+    assert "Too many failed attempts" in response.json()["detail"]
+    assert user_service.has_no_account()
+
+
+def test_unreachable_auth_service_is_503(cut_off_user_service: UserService) -> None:
+    assert cut_off_user_service.create_account().status_code == 503
+
+
+def test_unreachable_auth_service_says_when_to_retry(cut_off_user_service: UserService) -> None:
+    response = cut_off_user_service.create_account()
+
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_user_service_recovers_once_auth_service_answers_again(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(slow_reply())
+    user_service.create_account()
+    stand_in_auth.answer(verdict(valid=True))
+
+    response = user_service.create_account()
+
+    assert (response.status_code, response.json()["id"]) == (201, 1)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A way for auth-service to fail; ``reply`` ``None`` means nobody listens."""
+
+    id: str
+    reply: Reply | None
+
+
+FAULTS = [
+    Fault("slow", slow_reply()),
+    Fault("http-500", json_reply({"detail": "boom"}, status=500)),
+    Fault("not-json", raw_reply(b"<html>it works</html>", content_type="text/html")),
+    Fault("valid-not-boolean", json_reply({"valid": "yes"})),
+    Fault("nobody-listening", None),
+]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What user-service answered to ``POST /accounts`` while auth-service failed."""
+
+    response: httpx.Response
+    user_service: UserService
+
+
+@pytest.fixture(params=FAULTS, ids=lambda fault: fault.id)
+def failure(request: pytest.FixtureRequest) -> Failure:
+    fault: Fault = request.param
+    if fault.reply is None:
+        served: UserService = request.getfixturevalue("cut_off_user_service")
+    else:
+        request.getfixturevalue("stand_in_auth").answer(fault.reply)
+        served = request.getfixturevalue("user_service")
+    return Failure(served.create_account(), served)
+
+
+def test_upstream_failure_is_neither_500_nor_401(failure: Failure) -> None:
+    assert failure.response.status_code in {502, 503, 504}
+
+
+def test_upstream_failure_answers_a_detail_string(failure: Failure) -> None:
+    body = failure.response.json()
+
+    assert list(body) == ["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"].strip()
+
+
+def test_upstream_failure_never_echoes_the_password(failure: Failure) -> None:
+    assert PASSWORD not in failure.response.text
+
+
+def test_upstream_failure_creates_no_account(failure: Failure) -> None:
+    assert failure.response.is_error
+    assert failure.user_service.has_no_account()
