@@ -1,37 +1,28 @@
-"""The ``frontend-web`` command line."""
+"""Command line of frontend-web: ``frontend-web serve [--host H] [--port P] [--workers N]``."""
+
+from __future__ import annotations
 
 import argparse
 
-import uvicorn
+from servicekit.cli import add_serve_command, serve
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="frontend-web", description="Run frontend-web.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the application over HTTP")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (%(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="port to bind (%(default)s)")
-    return parser
+DEFAULT_PORT = 8080
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``frontend-web`` command.
+    """Run the command line.
 
     Args:
-        argv: The arguments, without the program name; ``sys.argv[1:]`` when omitted.
+        argv: Arguments without the program name; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        The process exit status.
+        The exit code.
     """
-    args = _parser().parse_args(argv)
-    uvicorn.run(
-        "frontend_web.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-    )
+    parser = argparse.ArgumentParser(prog="frontend-web", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_command(commands, default_port=DEFAULT_PORT)
+    arguments = parser.parse_args(argv)
+    serve("frontend_web.app:create_app", arguments)
     return 0
 
 

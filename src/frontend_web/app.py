@@ -1,37 +1,51 @@
-"""The frontend-web ASGI application."""
+"""The frontend-web ASGI application: the sign-up page."""
 
-from collections.abc import AsyncIterator
+from __future__ import annotations
+
+import logging
+import secrets
 from contextlib import asynccontextmanager
-from html import escape
-from typing import Annotated
+from http import HTTPStatus
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.staticfiles import StaticFiles
 
+from frontend_web import pages
 from frontend_web.client import FrontendClient
+from frontend_web.csrf import COOKIE_NAME, TOKEN_FIELD, CsrfGuard
+from frontend_web.security import SECURITY_HEADERS, SecurityHeadersMiddleware
 from frontend_web.settings import Settings
+from frontend_web.signup import (
+    EXPIRED_FORM,
+    IN_FLIGHT_RETRY_DELAYS,
+    Outcome,
+    Problem,
+    Submission,
+    is_idempotency_key,
+    new_idempotency_key,
+    submit,
+)
+from servicekit.metrics import Metrics
+from servicekit.middleware import ServiceMiddleware
 
-_PLACEHOLDER_PAGE = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>frontend-web</title>
-</head>
-<body>
-<main>
-<h1>frontend-web</h1>
-<p>The sign-up page is coming soon.</p>
-<p>This service talks to user-service at <code>{user_service_url}</code>.</p>
-</main>
-</body>
-</html>
-"""
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from starlette.responses import HTMLResponse
+
+_MAX_FORM_FIELDS = 16
+_logger = logging.getLogger("frontend_web")
 
 
 def create_app(
-    settings: Settings | None = None, *, client: FrontendClient | None = None
+    settings: Settings | None = None,
+    *,
+    client: FrontendClient | None = None,
+    in_flight_retry_delays: Sequence[float] = IN_FLIGHT_RETRY_DELAYS,
 ) -> FastAPI:
     """Build the frontend-web application.
 
@@ -39,11 +53,26 @@ def create_app(
         settings: The configuration; read from the environment when omitted.
         client: The user-service client; built from ``settings`` when omitted. Either
             way, the application's lifespan opens it and closes it.
+        in_flight_retry_delays: Seconds to wait before each retry of a submission
+            while user-service is still running an earlier one with the same
+            idempotency key; after the last, the person is told it is being processed.
 
     Returns:
         The application, its client stored on ``app.state.client``.
     """
-    user_service = client or FrontendClient((settings or Settings()).user_service_url)
+    settings = settings or Settings()
+    metrics = Metrics()
+    user_service = client or FrontendClient(
+        settings.user_service_url, timeout=settings.user_service_timeout, metrics=metrics
+    )
+    # Without a configured secret, each app signs with its own: forms rendered by
+    # one process are refused by another (see Settings.csrf_secret).
+    secret = (
+        settings.csrf_secret.get_secret_value().encode()
+        if settings.csrf_secret is not None
+        else secrets.token_bytes(32)
+    )
+    signup = SignupRoutes(user_service, CsrfGuard(secret), in_flight_retry_delays)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,35 +83,190 @@ def create_app(
         finally:
             await user_service.close()
 
-    app = FastAPI(title="frontend-web", lifespan=lifespan)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def home(client: Annotated[FrontendClient, Depends(get_client)]) -> HTMLResponse:
-        """Show the placeholder page until the sign-up page exists."""
-        return HTMLResponse(_PLACEHOLDER_PAGE.format(user_service_url=escape(client.base_url)))
-
-    @app.get("/livez")
-    async def livez() -> dict[str, str]:
-        """Report that the process is alive."""
-        return {"status": "ok"}
-
+    app = FastAPI(
+        title="frontend-web", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.mount("/static", StaticFiles(packages=[("frontend_web", "static")]), name="static")
+    app.add_api_route("/", signup.form, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/signup", signup.submit, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/signup", _to_form, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/livez", _livez, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/metrics", metrics.response, methods=["GET"], include_in_schema=False)
+    app.add_exception_handler(StarletteHTTPException, _http_error_page)
+    app.add_exception_handler(Exception, _server_error_page)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 
-def get_client(request: Request) -> FrontendClient:
-    """Return the user-service client of the application serving ``request``.
+class SignupRoutes:
+    """The sign-up form and its submission."""
 
-    Args:
-        request: The request being served.
+    def __init__(
+        self, client: FrontendClient, guard: CsrfGuard, retry_delays: Sequence[float]
+    ) -> None:
+        """Serve sign-ups through ``client``.
 
-    Returns:
-        The client stored on ``app.state`` by the lifespan.
+        Args:
+            client: The user-service client (opened by the app's lifespan).
+            guard: Issues and checks the forms' CSRF tokens.
+            retry_delays: Seconds to wait before each retry of a submission whose
+                twin is still running.
+        """
+        self._client = client
+        self._guard = guard
+        self._retry_delays = tuple(retry_delays)
 
-    Raises:
-        RuntimeError: If the application's lifespan has not stored a client.
+    async def form(self, request: Request) -> HTMLResponse:
+        """Show an empty sign-up form.
+
+        Args:
+            request: The request being served.
+
+        Returns:
+            The page, with a fresh idempotency key and a CSRF token.
+        """
+        return self._form_page(request)
+
+    async def submit(self, request: Request) -> Response:
+        """Check the form's CSRF token, then ask user-service to create the account.
+
+        Args:
+            request: The request being served, its body the form.
+
+        Returns:
+            The created account, or the form again with what went wrong.
+        """
+        try:
+            async with request.form(max_files=0, max_fields=_MAX_FORM_FIELDS) as form:
+                submission = Submission.from_form(form, csrf_field=TOKEN_FIELD)
+        except ClientDisconnect:
+            # The client has gone (or the body limit cut it off): nobody reads an answer.
+            return Response(status_code=HTTPStatus.BAD_REQUEST)
+        if not self._is_genuine(request, submission):
+            _logger.warning("sign-up refused: missing or invalid CSRF token")
+            return self._form_page(
+                request, status=HTTPStatus.FORBIDDEN, problems=(Problem(EXPIRED_FORM),)
+            )
+        if missing := submission.missing_fields():
+            return self._form_page(
+                request,
+                status=HTTPStatus.UNPROCESSABLE_ENTITY,
+                username=submission.username,
+                problems=missing,
+            )
+        outcome = await submit(self._client, submission, retry_delays=self._retry_delays)
+        return self._outcome_page(request, submission, outcome)
+
+    def _is_genuine(self, request: Request, submission: Submission) -> bool:
+        return is_idempotency_key(submission.idempotency_key) and self._guard.is_valid(
+            request.cookies.get(COOKIE_NAME), submission.idempotency_key, submission.csrf_token
+        )
+
+    def _outcome_page(
+        self, request: Request, submission: Submission, outcome: Outcome
+    ) -> HTMLResponse:
+        if outcome.account is not None:
+            return pages.render(
+                "created.html",
+                status=outcome.status,
+                headers=pages.NO_STORE,
+                account=outcome.account,
+            )
+        headers = {}
+        if outcome.retry_after is not None:
+            headers["Retry-After"] = str(outcome.retry_after)
+        return self._form_page(
+            request,
+            status=outcome.status,
+            username=submission.username,
+            problems=outcome.problems,
+            notice=outcome.notice,
+            idempotency_key=submission.idempotency_key if outcome.keep_key else None,
+            headers=headers,
+        )
+
+    def _form_page(  # noqa: PLR0913 - the parts of one page
+        self,
+        request: Request,
+        *,
+        status: int = HTTPStatus.OK,
+        username: str = "",
+        problems: Sequence[Problem] = (),
+        notice: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        cookie = self._guard.cookie_value(request.cookies.get(COOKIE_NAME))
+        key = idempotency_key or new_idempotency_key()
+        field_errors: dict[str, list[str]] = {}
+        for problem in problems:
+            if problem.field is not None:
+                field_errors.setdefault(problem.field, []).append(problem.message)
+        response = pages.render(
+            "signup.html",
+            status=status,
+            headers={**pages.NO_STORE, **(headers or {})},
+            username=username,
+            problems=problems,
+            field_errors=field_errors,
+            notice=notice,
+            csrf_field=TOKEN_FIELD,
+            csrf_token=self._guard.token(cookie, key),
+            idempotency_key=key,
+        )
+        response.set_cookie(
+            COOKIE_NAME,
+            cookie,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+
+async def _to_form() -> RedirectResponse:
+    """Send a person who reloads or bookmarks the outcome's address to the form."""
+    return RedirectResponse("/", status_code=HTTPStatus.SEE_OTHER)
+
+
+async def _livez() -> dict[str, str]:
+    """Report that the process is alive."""
+    return {"status": "ok"}
+
+
+_ERROR_MESSAGES = {
+    HTTPStatus.NOT_FOUND: "There is no page at this address.",
+    HTTPStatus.METHOD_NOT_ALLOWED: "This page cannot be used that way.",
+    HTTPStatus.BAD_REQUEST: "The form could not be read. Please go back and try again.",
+}
+
+
+async def _http_error_page(_: Request, error: Exception) -> Response:
+    """Answer a routing or parsing error with an HTML page instead of JSON."""
+    if not isinstance(error, StarletteHTTPException):  # pragma: no cover - registered for it
+        raise error
+    status = HTTPStatus(error.status_code)
+    return pages.render(
+        "error.html",
+        status=status,
+        headers=error.headers,
+        title=status.phrase,
+        message=_ERROR_MESSAGES.get(status, "The request could not be served."),
+    )
+
+
+async def _server_error_page(_: Request, error: Exception) -> Response:  # noqa: ARG001
+    """Answer an unexpected failure with a plain page: no details, no stack trace.
+
+    Starlette serves this from outside the app's middleware, so the security
+    headers are added here; it then re-raises ``error`` for the server to log.
     """
-    client = getattr(request.app.state, "client", None)
-    if isinstance(client, FrontendClient):
-        return client
-    msg = "no FrontendClient on app.state: was the application's lifespan run?"
-    raise RuntimeError(msg)
+    return pages.render(
+        "error.html",
+        status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        headers=SECURITY_HEADERS,
+        title="Something went wrong",
+        message="Something went wrong on our side. Please try again.",
+    )

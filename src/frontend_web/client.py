@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -11,10 +12,23 @@ from typing import TYPE_CHECKING, Self
 
 import aiohttp
 
+from servicekit.logs import request_id
+from servicekit.middleware import REQUEST_ID_HEADER
+
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from servicekit.metrics import Metrics
+
+UPSTREAM = "user-service"
+"""The ``upstream`` label of the calls this client counts."""
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_REPLAYED_HEADER = "Idempotent-Replayed"
 _REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+# user-service tells an in-flight idempotent request from a taken username by
+# its detail text only (both are 409); see RequestInProgressError.
+_IN_PROGRESS_MARKER = "still in progress"
 
 
 @dataclass(frozen=True)
@@ -25,11 +39,27 @@ class Account:
         id: The identifier user-service gave the account.
         username: The account's username.
         status: What user-service did, such as ``"created"``.
+        replayed: Whether user-service replayed the answer to an earlier request with
+            the same ``Idempotency-Key`` rather than creating the account now.
     """
 
     id: int
     username: str
     status: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field of a request that user-service refused (HTTP 422).
+
+    Attributes:
+        field: The field's name, such as ``"username"``, without the request part.
+        message: What is wrong with it, as user-service said.
+    """
+
+    field: str
+    message: str
 
 
 class UserServiceError(Exception):
@@ -38,35 +68,59 @@ class UserServiceError(Exception):
     Attributes:
         status: The HTTP status of the answer, or None when there was no answer.
         detail: A readable explanation, built from user-service's ``detail`` when it sent one.
+        retry_after: Seconds to wait before trying again, when user-service said.
     """
 
-    def __init__(self, detail: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, detail: str, *, status: int | None = None, retry_after: int | None = None
+    ) -> None:
         """Record what went wrong.
 
         Args:
             detail: A readable explanation of the failure.
             status: The HTTP status of the answer, or None when there was no answer.
+            retry_after: Seconds to wait before trying again, from ``Retry-After``.
         """
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
-        """Return the detail, prefixed with the HTTP status when there is one."""
-        if self.status is None:
-            return self.detail
-        return f"user-service answered {self.status}: {self.detail}"
+        """Return the detail, with the HTTP status and the advised wait when known."""
+        text = (
+            self.detail
+            if self.status is None
+            else f"user-service answered {self.status}: {self.detail}"
+        )
+        if self.retry_after is None:
+            return text
+        return f"{text} (retry after {self.retry_after} s)"
 
 
 class InvalidCredentialsError(UserServiceError):
     """user-service rejected the username and password (HTTP 401)."""
 
 
-class UserServiceUnavailableError(UserServiceError):
-    """user-service could not be reached, timed out, or answered 503.
+class UsernameTakenError(UserServiceError):
+    """An account with this username exists already (HTTP 409)."""
+
+
+class RequestInProgressError(UserServiceError):
+    """An earlier request with the same ``Idempotency-Key`` is still running (HTTP 409).
+
+    Retrying with the same key once it has finished gets its answer.
+    user-service gives this and :class:`UsernameTakenError` the same status;
+    they are told apart by the detail text, and only when a key was sent.
+    """
+
+
+class InvalidRequestError(UserServiceError):
+    """user-service refused the request as malformed (HTTP 422).
 
     Attributes:
-        retry_after: Seconds to wait before trying again, from a 503's ``Retry-After``.
+        field_errors: The fields named in the answer, in its order; empty when
+            user-service gave only a sentence, such as for a bad ``Idempotency-Key``.
     """
 
     def __init__(
@@ -75,23 +129,34 @@ class UserServiceUnavailableError(UserServiceError):
         *,
         status: int | None = None,
         retry_after: int | None = None,
+        field_errors: tuple[FieldError, ...] = (),
     ) -> None:
         """Record what went wrong.
 
         Args:
             detail: A readable explanation of the failure.
-            status: The HTTP status of the answer, or None when there was no answer.
-            retry_after: Seconds to wait before trying again, when user-service said.
+            status: The HTTP status of the answer.
+            retry_after: Seconds to wait before trying again, from ``Retry-After``.
+            field_errors: The fields user-service refused.
         """
-        super().__init__(detail, status=status)
-        self.retry_after = retry_after
+        super().__init__(detail, status=status, retry_after=retry_after)
+        self.field_errors = field_errors
 
-    def __str__(self) -> str:
-        """Return the detail and status, with the advised wait when there is one."""
-        text = super().__str__()
-        if self.retry_after is None:
-            return text
-        return f"{text} (retry after {self.retry_after} s)"
+
+class TooManyAttemptsError(UserServiceError):
+    """Too many failed attempts for this account; ``retry_after`` says how long to wait (429)."""
+
+
+class UserServiceUnavailableError(UserServiceError):
+    """user-service, or auth-service behind it, could not be reached, timed out, or answered 503."""
+
+
+_ERRORS_BY_STATUS: dict[int, type[UserServiceError]] = {
+    HTTPStatus.UNAUTHORIZED: InvalidCredentialsError,
+    HTTPStatus.CONFLICT: UsernameTakenError,
+    HTTPStatus.TOO_MANY_REQUESTS: TooManyAttemptsError,
+    HTTPStatus.SERVICE_UNAVAILABLE: UserServiceUnavailableError,
+}
 
 
 class FrontendClient:
@@ -101,12 +166,15 @@ class FrontendClient:
     :meth:`open` and :meth:`close` from an application's lifespan.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 5.0, metrics: Metrics | None = None
+    ) -> None:
         """Configure the client; no connection is made until it is opened.
 
         Args:
             base_url: user-service's base URL, such as ``http://127.0.0.1:8000``.
             timeout: The most seconds a whole request may take.
+            metrics: Where to count calls to user-service and their duration.
 
         Raises:
             ValueError: If ``timeout`` is not positive.
@@ -116,6 +184,7 @@ class FrontendClient:
             raise ValueError(msg)
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
+        self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -165,29 +234,67 @@ class FrontendClient:
         """Close the client."""
         await self.close()
 
-    async def create_account(self, username: str, password: str) -> Account:
+    async def create_account(
+        self, username: str, password: str, *, idempotency_key: str | None = None
+    ) -> Account:
         """Ask user-service to create an account.
+
+        The request id of the request being served, if any, is forwarded in
+        ``X-Request-ID``.
 
         Args:
             username: The username to register.
             password: The password to register; it appears in no error message.
+            idempotency_key: Sent as the ``Idempotency-Key`` header when given, so
+                that a retry with the same key and username gets the first answer
+                instead of creating a second account.
 
         Returns:
-            The account user-service created.
+            The account user-service created, or replayed for ``idempotency_key``.
 
         Raises:
             RuntimeError: If the client is not open.
             InvalidCredentialsError: If user-service answers 401.
+            RequestInProgressError: If user-service answers 409 because a request with
+                the same ``idempotency_key`` is still running.
+            UsernameTakenError: If user-service answers 409 otherwise.
+            InvalidRequestError: If user-service answers 422.
+            TooManyAttemptsError: If user-service answers 429.
             UserServiceUnavailableError: If user-service cannot be reached, times out,
                 or answers 503.
             UserServiceError: If user-service answers any other error, or a success
                 without a well-formed account.
         """
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            account = await self._create_account(username, password, idempotency_key)
+        except UserServiceError as error:
+            outcome = type(error).__name__
+            raise
+        else:
+            outcome = "replayed" if account.replayed else "created"
+            return account
+        finally:
+            if self._metrics is not None:
+                self._metrics.upstream_calls.labels(UPSTREAM, outcome).inc()
+                self._metrics.upstream_seconds.labels(UPSTREAM).observe(
+                    time.perf_counter() - started
+                )
+
+    async def _create_account(
+        self, username: str, password: str, idempotency_key: str | None
+    ) -> Account:
         session = self._require_session()
         url = f"{self._base_url}/accounts"
+        headers: dict[str, str] = {}
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
+        if (rid := request_id.get()) is not None:
+            headers[REQUEST_ID_HEADER] = rid
         try:
             async with session.post(
-                url, json={"username": username, "password": password}
+                url, json={"username": username, "password": password}, headers=headers
             ) as response:
                 body = await response.read()
         except TimeoutError as exc:
@@ -203,14 +310,22 @@ class FrontendClient:
         payload = _parse_json(body)
         status = response.status
         if HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
-            return _account_from(payload, status)
+            replayed = response.headers.get(_REPLAYED_HEADER, "").strip().lower() == "true"
+            return _account_from(payload, status, replayed=replayed)
         detail = _error_detail(payload, response.reason or f"HTTP {status}")
-        if status == HTTPStatus.UNAUTHORIZED:
-            raise InvalidCredentialsError(detail, status=status)
-        if status == HTTPStatus.SERVICE_UNAVAILABLE:
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-            raise UserServiceUnavailableError(detail, status=status, retry_after=retry_after)
-        raise UserServiceError(detail, status=status)
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        if status == HTTPStatus.UNPROCESSABLE_ENTITY:
+            raise InvalidRequestError(
+                detail, status=status, retry_after=retry_after, field_errors=_field_errors(payload)
+            )
+        if (
+            status == HTTPStatus.CONFLICT
+            and idempotency_key is not None
+            and _IN_PROGRESS_MARKER in detail.lower()
+        ):
+            raise RequestInProgressError(detail, status=status, retry_after=retry_after)
+        error = _ERRORS_BY_STATUS.get(status, UserServiceError)
+        raise error(detail, status=status, retry_after=retry_after)
 
     def _require_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -230,7 +345,7 @@ def _parse_json(body: bytes) -> object:
     return parsed
 
 
-def _account_from(payload: object, status: int) -> Account:
+def _account_from(payload: object, status: int, *, replayed: bool) -> Account:
     if isinstance(payload, dict):
         account_id = payload.get("id")
         username = payload.get("username")
@@ -241,7 +356,9 @@ def _account_from(payload: object, status: int) -> Account:
             and isinstance(username, str)
             and isinstance(account_status, str)
         ):
-            return Account(id=account_id, username=username, status=account_status)
+            return Account(
+                id=account_id, username=username, status=account_status, replayed=replayed
+            )
     detail = (
         "user-service answered success without a well-formed account: "
         "expected JSON with integer 'id' and string 'username' and 'status'"
@@ -261,6 +378,20 @@ def _error_detail(payload: object, fallback: str) -> str:
 
 
 def _validation_message(item: object) -> str | None:
+    error = _field_error(item)
+    if error is None:
+        return None
+    return f"{error.field}: {error.message}" if error.field else error.message
+
+
+def _field_errors(payload: object) -> tuple[FieldError, ...]:
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    if not isinstance(detail, list):
+        return ()
+    return tuple(error for item in detail if (error := _field_error(item)) and error.field)
+
+
+def _field_error(item: object) -> FieldError | None:
     if not isinstance(item, dict):
         return None
     msg = item.get("msg")
@@ -270,8 +401,7 @@ def _validation_message(item: object) -> str | None:
     parts = [str(part) for part in loc] if isinstance(loc, list) else []
     if len(parts) > 1 and parts[0] in _REQUEST_PARTS:
         parts = parts[1:]
-    field = ".".join(parts)
-    return f"{field}: {msg}" if field else msg
+    return FieldError(field=".".join(parts), message=msg)
 
 
 def _parse_retry_after(value: str | None) -> int | None:

@@ -83,6 +83,16 @@ def idempotency_key(
     return key
 
 
+def idempotency_claim(key: str, username: str) -> IdempotencyClaim:
+    """Return the claim a request for ``username`` makes on ``key``.
+
+    The fingerprint covers the canonical username only: a digest of the
+    password would be a weak password hash, kept by a service that owns no
+    passwords.
+    """
+    return IdempotencyClaim(key, hashlib.sha256(username.encode()).hexdigest())
+
+
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
@@ -139,9 +149,7 @@ async def register(
     store = state.account_store
     claim = None
     if key is not None:
-        # The fingerprint covers the username only: a digest of the password
-        # would be a weak password hash kept in a service that owns no passwords.
-        claim = IdempotencyClaim(key, hashlib.sha256(payload.username.encode()).hexdigest())
+        claim = idempotency_claim(key, payload.username)
         match await store.claim(claim):
             case Completed(account):
                 return account, True

@@ -6,3 +6,5 @@ WRONG_PASSWORD = "wrong-password"
 # A guess made while alice is locked out. Both pacts use it, so the chain check
 # can tell this interaction of auth-service's pact from the others by its body.
 LOCKED_OUT_PASSWORD = "guess-number-eleven"
+# The Idempotency-Key the sign-up form of frontend-web carries in the examples.
+IDEMPOTENCY_KEY = "signup-form-7f3a9c"

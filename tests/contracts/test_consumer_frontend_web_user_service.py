@@ -1,6 +1,9 @@
 """Consumer tests of the pact frontend-web -> user-service, driving the real FrontendClient.
 
-frontend-web reads only ``id``, ``username`` and ``status`` of a created account.
+Every request is sent as the sign-up page sends it, with the ``Idempotency-Key``
+its form carries. frontend-web reads only ``id``, ``username`` and ``status`` of
+a created account, the ``Idempotent-Replayed`` and ``Retry-After`` headers,
+and ``detail``.
 """
 
 from __future__ import annotations
@@ -13,15 +16,24 @@ from pact import Pact, match
 
 from frontend_web.client import (
     Account,
+    FieldError,
     FrontendClient,
     InvalidCredentialsError,
+    InvalidRequestError,
+    RequestInProgressError,
     TooManyAttemptsError,
     UsernameTakenError,
     UserServiceError,
     UserServiceUnavailableError,
 )
 from tests.contracts.committed_pacts import check_descriptions, check_interaction
-from tests.contracts.credentials import LOCKED_OUT_PASSWORD, PASSWORD, USERNAME, WRONG_PASSWORD
+from tests.contracts.credentials import (
+    IDEMPOTENCY_KEY,
+    LOCKED_OUT_PASSWORD,
+    PASSWORD,
+    USERNAME,
+    WRONG_PASSWORD,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,7 +45,13 @@ CREATED = "A request to create an account"
 REJECTED = "A request with invalid credentials"
 TAKEN = "A request for a username that is taken"
 AUTH_DOWN = "A request while auth-service is unavailable"
+AUTH_SLOW = "A request while auth-service does not answer in time"
 LOCKED_OUT = "A request while alice is locked out"
+REPLAYED = "A retry of a request that created the account"
+IN_PROGRESS = "A retry while the first request is still in progress"
+BAD_USERNAME = "A request with a username that is not allowed"
+DISALLOWED_USERNAME = "alice smith"
+CREATED_ACCOUNT = {"id": match.like(1001), "username": USERNAME, "status": "created"}
 
 
 @pytest.fixture
@@ -41,26 +59,40 @@ def pact() -> Pact:
     return Pact(CONSUMER, PROVIDER)
 
 
-def _account_request(pact: Pact, description: str, state: str, password: str) -> HttpInteraction:
+def _account_request(
+    pact: Pact, description: str, state: str, password: str, username: str = USERNAME
+) -> HttpInteraction:
     return (
         pact.upon_receiving(description)
         .given(state)
         .with_request("POST", "/accounts")
-        .with_body({"username": USERNAME, "password": password}, "application/json")
+        .with_header("Idempotency-Key", match.regex(IDEMPOTENCY_KEY, regex=r"[\x21-\x7e]{1,255}"))
+        .with_body({"username": username, "password": password}, "application/json")
     )
 
 
-async def _create_account(base_url: str, password: str) -> Account:
+async def _create_account(base_url: str, password: str, username: str = USERNAME) -> Account:
     async with FrontendClient(base_url) as client:
-        return await client.create_account(USERNAME, password)
+        return await client.create_account(username, password, idempotency_key=IDEMPOTENCY_KEY)
+
+
+def _check_account(pact: Pact, scratch: Path) -> Account:
+    with pact.serve(addr="127.0.0.1") as server:
+        account = asyncio.run(_create_account(str(server.url), PASSWORD))
+        check_interaction(server, CONSUMER, PROVIDER, scratch)
+    return account
 
 
 def _check_error(
-    pact: Pact, scratch: Path, password: str, expected: type[UserServiceError]
+    pact: Pact,
+    scratch: Path,
+    password: str,
+    expected: type[UserServiceError],
+    username: str = USERNAME,
 ) -> UserServiceError:
     with pact.serve(addr="127.0.0.1") as server:
         with pytest.raises(expected) as raised:
-            asyncio.run(_create_account(str(server.url), password))
+            asyncio.run(_create_account(str(server.url), password, username))
         check_interaction(server, CONSUMER, PROVIDER, scratch)
     return raised.value
 
@@ -70,14 +102,24 @@ def test_created_account_is_read_from_201(pact: Pact, tmp_path: Path) -> None:
     (
         _account_request(pact, CREATED, "auth accepts credentials", PASSWORD)
         .will_respond_with(201)
-        .with_body(
-            {"id": match.like(1001), "username": USERNAME, "status": "created"}, "application/json"
-        )
+        .with_body(CREATED_ACCOUNT, "application/json")
     )
-    with pact.serve(addr="127.0.0.1") as server:
-        account = asyncio.run(_create_account(str(server.url), PASSWORD))
-        assert account == Account(id=1001, username=USERNAME, status="created")
-        check_interaction(server, CONSUMER, PROVIDER, tmp_path)
+    account = _check_account(pact, tmp_path)
+    assert account == Account(id=1001, username=USERNAME, status="created", replayed=False)
+
+
+@pytest.mark.contract
+def test_replayed_account_is_read_from_201_marked_replayed(pact: Pact, tmp_path: Path) -> None:
+    (
+        _account_request(
+            pact, REPLAYED, "an account for alice was created with this idempotency key", PASSWORD
+        )
+        .will_respond_with(201)
+        .with_header("Idempotent-Replayed", "true")
+        .with_body(CREATED_ACCOUNT, "application/json")
+    )
+    account = _check_account(pact, tmp_path)
+    assert account == Account(id=1001, username=USERNAME, status="created", replayed=True)
 
 
 @pytest.mark.contract
@@ -103,6 +145,40 @@ def test_taken_username_raises_from_409(pact: Pact, tmp_path: Path) -> None:
 
 
 @pytest.mark.contract
+def test_request_in_progress_raises_from_409_saying_so(pact: Pact, tmp_path: Path) -> None:
+    detail = "A request with this Idempotency-Key is still in progress; retry later."
+    (
+        _account_request(
+            pact, IN_PROGRESS, "a request with this idempotency key is in progress", PASSWORD
+        )
+        .will_respond_with(409)
+        .with_body(
+            {"detail": match.regex(detail, regex=r".*still in progress.*")}, "application/json"
+        )
+    )
+    error = _check_error(pact, tmp_path, PASSWORD, RequestInProgressError)
+    assert error.status == 409
+
+
+@pytest.mark.contract
+def test_refused_username_raises_with_the_field_from_422(pact: Pact, tmp_path: Path) -> None:
+    message = "Value error, has a character that is not allowed in a username (spaces)"
+    (
+        _account_request(
+            pact, BAD_USERNAME, "auth accepts credentials", PASSWORD, DISALLOWED_USERNAME
+        )
+        .will_respond_with(422)
+        .with_body(
+            {"detail": match.each_like({"loc": ["body", "username"], "msg": match.str(message)})},
+            "application/json",
+        )
+    )
+    error = _check_error(pact, tmp_path, PASSWORD, InvalidRequestError, DISALLOWED_USERNAME)
+    assert isinstance(error, InvalidRequestError)
+    assert error.field_errors == (FieldError("username", message),)
+
+
+@pytest.mark.contract
 def test_auth_service_outage_raises_unavailable_from_503(pact: Pact, tmp_path: Path) -> None:
     (
         _account_request(pact, AUTH_DOWN, "auth-service is unavailable", PASSWORD)
@@ -112,6 +188,17 @@ def test_auth_service_outage_raises_unavailable_from_503(pact: Pact, tmp_path: P
     )
     error = _check_error(pact, tmp_path, PASSWORD, UserServiceUnavailableError)
     assert (error.status, error.retry_after) == (503, 5)
+
+
+@pytest.mark.contract
+def test_auth_service_timeout_raises_from_504(pact: Pact, tmp_path: Path) -> None:
+    (
+        _account_request(pact, AUTH_SLOW, "auth-service does not answer in time", PASSWORD)
+        .will_respond_with(504)
+        .with_body({"detail": match.str("auth-service did not answer in time")}, "application/json")
+    )
+    error = _check_error(pact, tmp_path, PASSWORD, UserServiceError)
+    assert error.status == 504
 
 
 @pytest.mark.contract
@@ -128,4 +215,18 @@ def test_lockout_raises_too_many_attempts_from_429(pact: Pact, tmp_path: Path) -
 
 @pytest.mark.contract
 def test_committed_pact_holds_exactly_these_interactions() -> None:
-    check_descriptions(CONSUMER, PROVIDER, {CREATED, REJECTED, TAKEN, AUTH_DOWN, LOCKED_OUT})
+    check_descriptions(
+        CONSUMER,
+        PROVIDER,
+        {
+            CREATED,
+            REPLAYED,
+            REJECTED,
+            TAKEN,
+            IN_PROGRESS,
+            BAD_USERNAME,
+            AUTH_DOWN,
+            AUTH_SLOW,
+            LOCKED_OUT,
+        },
+    )

@@ -10,6 +10,7 @@ user-service holds with auth-service.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,21 @@ import pytest
 
 import user_service
 from tests.contracts.committed_pacts import pact_path
-from tests.contracts.credentials import USERNAME
-from tests.contracts.verification import make_verifier, run, verify_every_interaction
+from tests.contracts.credentials import IDEMPOTENCY_KEY, USERNAME
+from tests.contracts.verification import (
+    interactions_in,
+    make_verifier,
+    run,
+    verify_every_interaction,
+)
 from tests.support.log_scan import register_log
 from tests.support.servers import free_port, serve_in_thread, venv_command, wait_for_port
-from user_service.auth_client import AuthServiceRateLimitedError, AuthServiceUnavailableError
+from user_service.auth_client import (
+    AuthServiceRateLimitedError,
+    AuthServiceTimeoutError,
+    AuthServiceUnavailableError,
+)
+from user_service.routes import idempotency_claim
 from user_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,6 +62,23 @@ class StubAuthVerifier:
         return self._valid
 
 
+async def seed(store: AccountStore, *, account: bool = False, key: str | None = None) -> None:
+    """Empty ``store``, then give it alice's account and her form's idempotency key.
+
+    Args:
+        store: The app's account store.
+        account: Whether alice has an account.
+        key: ``"completed"`` if the key's request created the account,
+            ``"in progress"`` if a request holds the key and has not finished.
+    """
+    await store.reset()
+    claim = idempotency_claim(IDEMPOTENCY_KEY, USERNAME)
+    if key is not None:
+        await store.claim(claim)
+    if account:
+        await store.create(USERNAME, idempotency=claim if key == "completed" else None)
+
+
 def provider_states(
     set_auth_verifier: Callable[[user_service.CredentialsVerifier], None],
     store: Callable[[], AccountStore],
@@ -62,24 +90,29 @@ def provider_states(
         store: Returns the app's account store.
     """
 
-    def given(verifier: StubAuthVerifier, *usernames: str) -> Callable[[], None]:
-        async def seed() -> None:
-            await store().reset()
-            for username in usernames:
-                await store().create(username)
-
+    def given(
+        verifier: StubAuthVerifier, *, account: bool = False, key: str | None = None
+    ) -> Callable[[], None]:
         def handler() -> None:
-            asyncio.run(seed())
+            asyncio.run(seed(store(), account=account, key=key))
             set_auth_verifier(verifier)
 
         return handler
 
+    accepts = StubAuthVerifier(valid=True)
     return {
-        "auth accepts credentials": given(StubAuthVerifier(valid=True)),
+        "auth accepts credentials": given(accepts),
         "auth rejects credentials": given(StubAuthVerifier(valid=False)),
-        "an account for alice already exists": given(StubAuthVerifier(valid=True), USERNAME),
+        "an account for alice already exists": given(accepts, account=True),
+        "an account for alice was created with this idempotency key": given(
+            accepts, account=True, key="completed"
+        ),
+        "a request with this idempotency key is in progress": given(accepts, key="in progress"),
         "auth-service is unavailable": given(
             StubAuthVerifier(failure=AuthServiceUnavailableError("connection refused"))
+        ),
+        "auth-service does not answer in time": given(
+            StubAuthVerifier(failure=AuthServiceTimeoutError("no answer"))
         ),
         "auth reports too many attempts": given(
             StubAuthVerifier(failure=AuthServiceRateLimitedError(LOCKOUT_SECONDS))
@@ -120,20 +153,33 @@ def test_verification_reports_a_provider_that_breaks_the_pact() -> None:
         verifier = make_verifier("user-service", PACT_FILE, url, states)
         with pytest.raises(RuntimeError):
             run(verifier)
-    failed = [
+    failed = {
         result["description"]
         for result in verifier.results["interactionResults"]
         if result["result"] != "OK"
-    ]
-    assert failed == ["A request to create an account"]
+    }
+    answered_201 = {
+        interaction["description"]
+        for interaction in interactions_in(PACT_FILE)
+        if interaction["response"]["status"] == 201
+    }
+    assert (
+        failed
+        == answered_201
+        == {
+            "A request to create an account",
+            "A retry of a request that created the account",
+        }
+    )
     assert "expected 201 but was 200" in verifier.output(strip_ansi=True)
 
 
 class PactStubServer:
     """``pact stub`` serving the pact auth-service gave user-service, on a fixed port.
 
-    It can be stopped and started again, so that a provider state can make
-    auth-service truly unreachable.
+    Provider states can make auth-service truly unreachable (:meth:`stop`), or
+    reachable but silent (:meth:`silence`: a socket that accepts connections
+    and never answers), and bring the stub back (:meth:`start`).
     """
 
     def __init__(self, log_path: Path) -> None:
@@ -142,30 +188,34 @@ class PactStubServer:
         self._log_path = log_path
         register_log(log_path)
         self._process: subprocess.Popen[bytes] | None = None
+        self._silent: socket.socket | None = None
 
     def start(self) -> None:
         if self._process is not None:
             return
+        self._close_silent_socket()
+        command = [venv_command("pact"), "stub", "--file", str(AUTH_PACT_FILE)]
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [
-                    venv_command("pact"),
-                    "stub",
-                    "--file",
-                    str(AUTH_PACT_FILE),
-                    "--port",
-                    str(self.port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                [*command, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT
             )
         wait_for_port(self.port, process=self._process)
 
     def stop(self) -> None:
+        self._close_silent_socket()
         if self._process is not None:
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None
+
+    def silence(self) -> None:
+        self.stop()
+        self._silent = socket.create_server(("127.0.0.1", self.port))
+
+    def _close_silent_socket(self) -> None:
+        if self._silent is not None:
+            self._silent.close()
+            self._silent = None
 
 
 @pytest.fixture
@@ -183,29 +233,33 @@ def test_chain_frontend_web_pact_is_met_through_auth_service_pact(
     auth_service_stub: PactStubServer,
 ) -> None:
     store = user_service.InMemoryAccountStore()
-    settings = Settings(auth_url=auth_service_stub.url, auth_retries=0)
+    settings = Settings(auth_url=auth_service_stub.url, auth_retries=0, auth_timeout=0.5)
     app = user_service.create_app(settings, account_store=store)
+    auth = {
+        "up": auth_service_stub.start,
+        "down": auth_service_stub.stop,
+        "silent": auth_service_stub.silence,
+    }
 
-    def given(*usernames: str, auth_up: bool = True) -> Callable[[], None]:
-        async def seed() -> None:
-            await store.reset()
-            for username in usernames:
-                await store.create(username)
-
+    def given(
+        *, auth_is: str = "up", account: bool = False, key: str | None = None
+    ) -> Callable[[], None]:
         def handler() -> None:
-            asyncio.run(seed())
-            if auth_up:
-                auth_service_stub.start()
-            else:
-                auth_service_stub.stop()
+            asyncio.run(seed(store, account=account, key=key))
+            auth[auth_is]()
 
         return handler
 
     states = {
         "auth accepts credentials": given(),
         "auth rejects credentials": given(),
-        "an account for alice already exists": given(USERNAME),
-        "auth-service is unavailable": given(auth_up=False),
+        "an account for alice already exists": given(account=True),
+        "an account for alice was created with this idempotency key": given(
+            account=True, key="completed"
+        ),
+        "a request with this idempotency key is in progress": given(key="in progress"),
+        "auth-service is unavailable": given(auth_is="down"),
+        "auth-service does not answer in time": given(auth_is="silent"),
         "auth reports too many attempts": given(),
     }
     with serve_in_thread(app) as url:
