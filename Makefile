@@ -15,7 +15,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest
 
-check: $(VENV)/.dev
+check: $(VENV)/.bench
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -26,7 +26,7 @@ pacts: $(VENV)/.dev
 # Real processes on free ports, load from wrk; writes bench/results/latest.{md,png}.
 bench: $(VENV)/.bench
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed: set PYTHON=python3.11")'

@@ -1,4 +1,3 @@
-# ruff: noqa: INP001
 """How close auth-service comes to the raw argon2id rate of the machine it runs on.
 
 Starts ``auth-service serve`` as a real process on a free port, over a

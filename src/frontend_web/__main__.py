@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from servicekit.cli import add_serve_command, serve
+from servicekit.cli import serve_command_line
 
 DEFAULT_PORT = 8080
 
@@ -18,12 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
-    parser = argparse.ArgumentParser(prog="frontend-web", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_serve_command(commands, default_port=DEFAULT_PORT)
-    arguments = parser.parse_args(argv)
-    serve("frontend_web.app:create_app", arguments)
-    return 0
+    return serve_command_line(
+        argv,
+        prog="frontend-web",
+        description=__doc__,
+        factory="frontend_web.app:create_app",
+        default_port=DEFAULT_PORT,
+    )
 
 
 if __name__ == "__main__":

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import argparse
 
 import uvicorn
 
 from servicekit.logs import logging_config
-
-if TYPE_CHECKING:
-    import argparse
 
 
 def add_serve_command(
@@ -60,3 +57,25 @@ def serve(factory: str, arguments: argparse.Namespace) -> None:
         access_log=False,
         server_header=False,
     )
+
+
+def serve_command_line(
+    argv: list[str] | None, *, prog: str, description: str | None, factory: str, default_port: int
+) -> int:
+    """Run the command line of a service whose only command is ``serve``.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when omitted.
+        prog: The program's name.
+        description: What ``--help`` says of it.
+        factory: The import path of the app factory.
+        default_port: The service's usual port.
+
+    Returns:
+        The exit code.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_command(commands, default_port=default_port)
+    serve(factory, parser.parse_args(argv))
+    return 0

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+LOG_FIELDS_KEY = "servicekit.log_fields"
 _logger = logging.getLogger("servicekit.requests")
+
+
+def add_log_fields(scope: Scope, **fields: object) -> None:
+    """Add fields to the one log line of the request of ``scope``."""
+    scope.setdefault(LOG_FIELDS_KEY, {}).update(fields)
 
 
 def incoming_request_id(scope: Scope) -> str:
@@ -145,5 +151,6 @@ class ServiceMiddleware:
                 "path": scope["path"],
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
+                **scope.get(LOG_FIELDS_KEY, {}),
             },
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _T = TypeVar("_T")
+
+# The most creates one transaction commits; the rest wait for the next.
+_MAX_BATCH = 256
 
 # SQLite integers are signed 64-bit; larger Python ints cannot even be bound.
 _MIN_ID = -(2**63)
@@ -157,6 +162,35 @@ def _migrate(connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
 
 
+@dataclass(frozen=True, slots=True)
+class _PendingCreate:
+    username: str
+    idempotency: IdempotencyClaim | None
+    result: Future[UserAccount] = field(default_factory=Future)
+
+
+def _insert_accounts(
+    connection: sqlite3.Connection, batch: list[_PendingCreate]
+) -> list[UserAccount | UsernameTakenError]:
+    outcomes: list[UserAccount | UsernameTakenError] = []
+    with _write_transaction(connection):
+        # Stamped under the write lock, so that later ids never have earlier times.
+        created_at = utc_now()
+        for pending in batch:
+            row = connection.execute(
+                _INSERT_ACCOUNT, (pending.username, _to_text(created_at))
+            ).fetchone()
+            if row is None:
+                outcomes.append(UsernameTakenError(pending.username))
+                continue
+            if (claim := pending.idempotency) is not None:
+                connection.execute(
+                    _COMPLETE_KEY, (claim.key, claim.fingerprint, _to_text(created_at), row["id"])
+                )
+            outcomes.append(UserAccount(row["id"], pending.username, created_at))
+    return outcomes
+
+
 class _ConnectionThread:
     """One sqlite3 connection, used only from its own worker thread."""
 
@@ -223,6 +257,7 @@ class SqliteAccountStore:
         self._busy_timeout = busy_timeout
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
+        self._pending: queue.SimpleQueue[_PendingCreate] = queue.SimpleQueue()
 
     async def open(self) -> None:
         """Connect, and create or migrate the schema; does nothing if already open."""
@@ -270,24 +305,43 @@ class SqliteAccountStore:
         Raises:
             UsernameTakenError: If an account with that username exists.
         """
+        writer = self._require(self._writer)
+        pending = _PendingCreate(username, idempotency)
+        self._pending.put(pending)
+        await self._call(writer, self._commit_pending)
+        return await asyncio.wrap_future(pending.result)
 
-        def insert(connection: sqlite3.Connection) -> UserAccount:
-            with _write_transaction(connection):
-                # Stamped under the write lock, so that later ids never have earlier times.
-                created_at = utc_now()
-                row = connection.execute(
-                    _INSERT_ACCOUNT, (username, _to_text(created_at))
-                ).fetchone()
-                if row is None:
-                    raise UsernameTakenError(username)
-                if idempotency is not None:
-                    connection.execute(
-                        _COMPLETE_KEY,
-                        (idempotency.key, idempotency.fingerprint, _to_text(created_at), row["id"]),
-                    )
-            return UserAccount(id=row["id"], username=username, created_at=created_at)
+    def _commit_pending(self, connection: sqlite3.Connection) -> None:
+        """Commit every create queued so far in one transaction: one fsync for the batch.
 
-        return await self._write(insert)
+        Runs on the writer thread. Creates queue up while a commit is on disk,
+        so under load each commit carries many; alone, a create is its own
+        batch. Each caller gets its answer only after the commit.
+        """
+        batch: list[_PendingCreate] = []
+        while len(batch) < _MAX_BATCH:
+            try:
+                batch.append(self._pending.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return
+        try:
+            outcomes = _insert_accounts(connection, batch)
+        except sqlite3.OperationalError as error:
+            failure = AccountStoreUnavailableError(f"the account database is unavailable: {error}")
+            for pending in batch:
+                pending.result.set_exception(failure)
+            return
+        except BaseException as error:
+            for pending in batch:
+                pending.result.set_exception(error)
+            raise
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, UserAccount):
+                pending.result.set_result(outcome)
+            else:
+                pending.result.set_exception(outcome)
 
     async def get(self, account_id: int) -> UserAccount | None:
         """Return the account with ``account_id``, or ``None``."""

@@ -132,7 +132,9 @@ def test_malformed_key_is_422(client: httpx.Client, key: str) -> None:
         headers={b"Idempotency-Key": key.encode()},
     )
     assert response.status_code == 422
-    assert "Idempotency-Key" in response.json()["detail"]
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert "visible ASCII" in error["msg"]
 
 
 def test_key_of_255_visible_characters_is_accepted(client: httpx.Client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -130,3 +131,14 @@ def test_database_outage_is_503_on_readyz_and_on_create(
     assert created.status_code == 503
     assert created.headers["Retry-After"].isdigit()
     assert "database" in created.json()["detail"]
+
+
+def test_request_log_line_names_the_created_account(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="servicekit.requests"):
+        account_id = client.post("/accounts", json=ACCOUNT).json()["id"]
+    (line,) = [
+        vars(record) for record in caplog.records if vars(record).get("route") == "/accounts"
+    ]
+    assert (line["status"], line["account_id"], line["replayed"]) == (201, account_id, False)
