@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -10,16 +11,20 @@ from starlette.responses import HTMLResponse
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-# The templates are package data, found through the package itself, so they are
-# there wherever the package is installed (a wheel, an editable install, a zip).
-_TEMPLATES = Environment(
-    loader=PackageLoader("frontend_web", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    auto_reload=False,
-)
+
+@cache
+def _templates() -> Environment:
+    # The templates are package data, found through the package itself, so they
+    # are there wherever the package is installed (a wheel, an editable install).
+    return Environment(
+        loader=PackageLoader("frontend_web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+
 
 NO_STORE = {"Cache-Control": "no-store"}
 """For pages holding a form's tokens or an outcome: no cache may keep them."""
@@ -43,5 +48,5 @@ def render(
     Returns:
         The response, ``text/html; charset=utf-8``.
     """
-    html = _TEMPLATES.get_template(template).render(**context)
+    html = _templates().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status, headers=dict(headers or {}))
