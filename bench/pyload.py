@@ -19,9 +19,13 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import uvloop
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 PASSWORD = "bench-password-1"  # noqa: S105 (a throwaway password for throwaway accounts)
@@ -42,6 +46,24 @@ class _Tally:
             self.example = example[:200]
 
 
+async def _send(
+    request: AbstractAsyncContextManager[aiohttp.ClientResponse], tally: _Tally
+) -> tuple[int, str] | None:
+    """Send ``request`` and time it; ``None`` (counted in ``tally``) if no answer came."""
+    sent = time.perf_counter()
+    try:
+        async with request as response:
+            answered = response.status, await response.text()
+    except TimeoutError:
+        tally.timeouts += 1
+        return None
+    except aiohttp.ClientError:
+        tally.connection_errors += 1
+        return None
+    tally.latencies.append(time.perf_counter() - sent)
+    return answered
+
+
 async def _create_accounts(
     session: aiohttp.ClientSession, deadline: float, prefix: str, tally: _Tally
 ) -> None:
@@ -49,19 +71,12 @@ async def _create_accounts(
         if time.perf_counter() >= deadline:
             return
         username = f"{prefix}n{counter}"
-        sent = time.perf_counter()
-        try:
-            async with session.post(
-                "/accounts", json={"username": username, "password": PASSWORD}
-            ) as response:
-                status, body = response.status, await response.text()
-        except TimeoutError:
-            tally.timeouts += 1
+        answered = await _send(
+            session.post("/accounts", json={"username": username, "password": PASSWORD}), tally
+        )
+        if answered is None:
             continue
-        except aiohttp.ClientError:
-            tally.connection_errors += 1
-            continue
-        tally.latencies.append(time.perf_counter() - sent)
+        status, body = answered
         answer = _json(body)
         if (
             status == 201  # noqa: PLR2004
@@ -78,17 +93,10 @@ async def _get_accounts(
 ) -> None:
     while time.perf_counter() < deadline:
         account_id = random.randint(1, stored)  # noqa: S311 (which account to read, not a secret)
-        sent = time.perf_counter()
-        try:
-            async with session.get(f"/accounts/{account_id}") as response:
-                status, body = response.status, await response.text()
-        except TimeoutError:
-            tally.timeouts += 1
+        answered = await _send(session.get(f"/accounts/{account_id}"), tally)
+        if answered is None:
             continue
-        except aiohttp.ClientError:
-            tally.connection_errors += 1
-            continue
-        tally.latencies.append(time.perf_counter() - sent)
+        status, body = answered
         answer = _json(body)
         if (
             status == 200  # noqa: PLR2004
