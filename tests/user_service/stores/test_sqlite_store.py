@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import multiprocessing
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +23,9 @@ from user_service.accounts import (
     UsernameTakenError,
 )
 from user_service.sqlite_store import SCHEMA_VERSION, SqliteAccountStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 RACERS_PER_PROCESS = 5
 
@@ -135,6 +140,114 @@ def test_a_writer_holding_the_file_too_long_makes_the_store_unavailable(tmp_path
             await store.close()
 
     asyncio.run(main())
+
+
+def test_concurrent_creates_are_committed_together(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> list[UserAccount]:
+        store = SqliteAccountStore(path)
+        await store.open()
+        try:
+            return await asyncio.gather(*(store.create(f"user{n}") for n in range(50)))
+        finally:
+            await store.close()
+
+    accounts = asyncio.run(main())
+    assert sorted(account.id for account in accounts) == list(range(1, 51))
+    # One transaction stamps one time on all of its accounts.
+    assert _query(path, "SELECT COUNT(DISTINCT created_at), COUNT(*) FROM accounts") == [(1, 50)]
+
+
+def test_close_commits_the_creates_already_queued(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> list[UserAccount]:
+        store = SqliteAccountStore(path)
+        await store.open()
+        creating = [asyncio.create_task(store.create(f"user{n}")) for n in range(10)]
+        await asyncio.sleep(0)
+        await store.close()
+        return [await task for task in creating]
+
+    accounts = asyncio.run(main())
+    assert len(accounts) == 10
+    assert _query(path, "SELECT COUNT(*) FROM accounts") == [(10,)]
+
+
+def test_a_caller_giving_up_leaves_the_others_answered(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> list[UserAccount]:
+        store = SqliteAccountStore(path)
+        await store.open()
+        try:
+            creating = [asyncio.create_task(store.create(f"user{n}")) for n in range(5)]
+            await asyncio.sleep(0)
+            creating[2].cancel()
+            answered = await asyncio.gather(*creating[:2], *creating[3:])
+            assert creating[2].cancelled()
+            return answered
+        finally:
+            await store.close()
+
+    assert [account.username for account in asyncio.run(main())] == [
+        "user0",
+        "user1",
+        "user3",
+        "user4",
+    ]
+
+
+@contextmanager
+def _writer_lock_held_elsewhere(path: Path) -> Iterator[None]:
+    """Hold the store's writer lock as another user-service process would."""
+    with (path.parent / f"{path.name}-writer.lock").open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def test_a_write_waits_for_another_process_holding_the_writer_lock(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path)
+        await store.open()
+        try:
+            with _writer_lock_held_elsewhere(path):
+                creating = asyncio.create_task(store.create("alice"))
+                for _ in range(10):
+                    await asyncio.sleep(0.01)
+                assert not creating.done()
+            account = await asyncio.wait_for(creating, timeout=1)
+            assert await store.get(account.id) == account
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_writer_lock_held_too_long_makes_the_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path, busy_timeout=0.05)
+        await store.open()
+        try:
+            with _writer_lock_held_elsewhere(path):
+                with pytest.raises(AccountStoreUnavailableError, match="locked"):
+                    await store.create("alice")
+                with pytest.raises(AccountStoreUnavailableError, match="locked"):
+                    await store.claim(IdempotencyClaim("key-1", "alice"))
+            assert (await store.create("alice")).username == "alice"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    assert _query(path, "SELECT username FROM accounts") == [("alice",)]
 
 
 def test_expired_keys_are_purged_when_a_key_is_claimed(tmp_path: Path) -> None:
