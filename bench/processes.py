@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-CORES = os.cpu_count() or 1
+CORES = len(os.sched_getaffinity(0))
+"""The cores this process may use: what user-service starts a worker for, each."""
+STARTED = "Application startup complete."
 
 # Settings a developer may have exported for their own runs; the benchmark sets its own.
 _SERVICE_PREFIXES = ("USER_SERVICE_", "AUTH_SERVICE_", "FRONTEND_WEB_")
@@ -102,6 +104,8 @@ class Command:
         port: The port it will listen on.
         log_path: Where its standard output and error go, never the terminal.
         env: Its whole environment; :func:`clean_environment` when omitted.
+        workers: Its worker processes: start-up waits until each has started its
+            app, lest the first one up be handed every connection of the load.
     """
 
     name: str
@@ -109,6 +113,7 @@ class Command:
     port: int
     log_path: Path
     env: Mapping[str, str] | None = None
+    workers: int = 1
 
 
 @contextmanager
@@ -122,10 +127,12 @@ def running(*commands: Command) -> Iterator[list[Service]]:
         The running services, in the order of ``commands``.
     """
     services: list[Service] = []
+    starts: list[tuple[int, int]] = []
     try:
         for command in commands:
             command.log_path.parent.mkdir(parents=True, exist_ok=True)
             with command.log_path.open("ab") as log:
+                log_start = log.tell()
                 process = subprocess.Popen(
                     command.args,
                     env=dict(command.env) if command.env is not None else clean_environment(),
@@ -134,8 +141,11 @@ def running(*commands: Command) -> Iterator[list[Service]]:
                     stderr=subprocess.STDOUT,
                 )
             services.append(Service(command.name, process, command.port, command.log_path))
-        for service in services:
+            starts.append((log_start, command.workers))
+        for service, (log_start, workers) in zip(services, starts, strict=True):
             wait_for_port(service)
+            if workers > 1:
+                wait_for_startups(service, workers, log_start)
         yield services
     finally:
         stop(*(service.process for service in services))
@@ -165,6 +175,35 @@ def wait_for_port(service: Service, timeout: float = START_TIMEOUT_SECONDS) -> N
         time.sleep(0.02)
     msg = f"{service.name} did not listen on {HOST}:{service.port} within {timeout} s"
     raise RuntimeError(msg)
+
+
+def wait_for_startups(
+    service: Service, workers: int, log_start: int, timeout: float = START_TIMEOUT_SECONDS
+) -> None:
+    """Wait until ``workers`` workers of ``service`` have logged that their app started.
+
+    Args:
+        service: The service.
+        workers: How many workers it runs.
+        log_start: Where in its log this run of it began.
+        timeout: Seconds to wait.
+
+    Raises:
+        RuntimeError: If the process exits first, or its workers do not start within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with service.log_path.open("rb") as log:
+            log.seek(log_start)
+            if log.read().decode("utf-8", "replace").count(STARTED) >= workers:
+                return
+        if service.process.poll() is not None or time.monotonic() > deadline:
+            msg = (
+                f"{service.name}: {workers} workers did not start within {timeout} s;"
+                f" its log ends with:\n{service.log_tail()}"
+            )
+            raise RuntimeError(msg)
+        time.sleep(0.02)
 
 
 def stop(*processes: subprocess.Popen[bytes]) -> None:

@@ -1,7 +1,7 @@
 """Where user-service's time goes under the benchmark's load: cProfile and per-thread CPU.
 
-Runs ``user-service serve`` (as shipped, over a SQLite file in a temporary
-folder) under :mod:`cProfile` behind a stand-in auth-service, drives it with
+Runs ``user-service serve`` (as shipped but with one worker, over a SQLite file
+in a temporary folder) under :mod:`cProfile` behind a stand-in auth-service, drives it with
 wrk as ``python -m bench`` does, and prints the functions that took the most
 time, and the CPU time of each of the process's threads.
 
@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                     "serve",
                     "--port",
                     str(port),
+                    "--workers",
+                    "1",
                 ],
                 port,
                 folder / "user-service.log",

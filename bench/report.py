@@ -270,9 +270,11 @@ def _designs_section(designs: DesignResults | None) -> list[str]:
         return [*lines, "Not measured.", ""]
     lines += [
         (
-            "- **user-service**: `user-service serve` as shipped (one worker; durable SQLite store,"
-            " WAL, `synchronous=FULL`, in a temporary folder; JSON logs to a file; metrics;"
-            " request ids)."
+            f"- **user-service**: `user-service serve` as shipped (one worker per core, {CORES}"
+            " here, each accepting its own connections; durable SQLite store, WAL,"
+            " `synchronous=FULL`, in a temporary folder; JSON logs to a file; metrics;"
+            " request ids). The seed's design and the limit are one process each, as they"
+            " must be: their accounts live in a dict of their process."
         ),
         (
             "- **seed design** (`bench/seed_design.py`): the documented FastAPI endpoint calling"

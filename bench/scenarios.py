@@ -25,6 +25,7 @@ from xml.etree import ElementTree as ET
 
 from bench.load import REPO_ROOT, Generator, Load, Measurement, drive
 from bench.processes import (
+    CORES,
     HOST,
     Command,
     Service,
@@ -307,8 +308,8 @@ def _seed_command(arguments: list[str], log_path: Path) -> Command:
 def user_service_command(auth_url: str, database: Path, log_path: Path) -> Command:
     """Return how to start ``user-service serve`` exactly as shipped, on a free port.
 
-    Logs, metrics and request ids are all on, as they are by default; the logs go
-    to ``log_path``.
+    One worker per usable core, logs, metrics and request ids: all as by
+    default; the logs go to ``log_path``.
 
     Args:
         auth_url: auth-service's base URL.
@@ -332,6 +333,7 @@ def user_service_command(auth_url: str, database: Path, log_path: Path) -> Comma
                 "USER_SERVICE_DATABASE_URL": f"sqlite:///{database.absolute()}",
             }
         ),
+        workers=CORES,
     )
 
 

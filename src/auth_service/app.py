@@ -34,7 +34,7 @@ from auth_service.lockout import LockoutPolicy, retry_after_header
 from auth_service.passwords import MAX_PASSWORD_LENGTH, PasswordHashing
 from auth_service.settings import Settings
 from auth_service.store import CredentialStore, StoreUnavailableError, store_from_settings
-from servicekit.metrics import Metrics
+from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
 from usernames import InvalidUsernameError, canonical_username
 
@@ -195,7 +195,13 @@ def create_app(
             finally:
                 await asyncio.to_thread(pool.close)
 
-    app = FastAPI(title="auth-service", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="auth-service",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=NATIVE_TELEMETRY_OFF,
+    )
     app.state.service = service
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_api_route(

@@ -29,7 +29,7 @@ from frontend_web.signup import (
     new_idempotency_key,
     submit,
 )
-from servicekit.metrics import Metrics
+from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
 
 if TYPE_CHECKING:
@@ -84,7 +84,12 @@ def create_app(
             await user_service.close()
 
     app = FastAPI(
-        title="frontend-web", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="frontend-web",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry=NATIVE_TELEMETRY_OFF,
     )
     app.mount("/static", StaticFiles(packages=[("frontend_web", "static")]), name="static")
     app.add_api_route("/", signup.form, methods=["GET"], include_in_schema=False)

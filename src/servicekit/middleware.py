@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from servicekit.logs import request_id
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from servicekit.metrics import Metrics
@@ -34,7 +35,7 @@ def incoming_request_id(scope: Scope) -> str:
             candidate: str = value.decode("latin-1")
             if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 class ServiceMiddleware:
@@ -61,6 +62,7 @@ class ServiceMiddleware:
         self._app = app
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection scope."""
@@ -135,11 +137,25 @@ class ServiceMiddleware:
             ],
         }
 
+    def _series_of(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        """Return the request counter and histogram of these labels, looked up once."""
+        labels = (method, route, status)
+        series = self._series.get(labels)
+        if series is None:
+            # Routes are templates and methods a few, so there are few series
+            # (an unmatched path counts as "<unmatched>").
+            series = self._series[labels] = (
+                self._metrics.requests.labels(method, route, str(status)),
+                self._metrics.request_seconds.labels(method, route),
+            )
+        return series
+
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", "<unmatched>")
         method = scope["method"]
-        self._metrics.requests.labels(method, route, str(status)).inc()
-        self._metrics.request_seconds.labels(method, route).observe(seconds)
+        requests, durations = self._series_of(method, route, status)
+        requests.inc()
+        durations.observe(seconds)
         _logger.info(
             "%s %s %d",
             method,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import TYPE_CHECKING, Protocol, Self
 
 import aiohttp
+from yarl import URL
 
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
@@ -99,7 +101,7 @@ class AuthClient:
             backoff: Seconds before the first retry; doubled for each next, with jitter.
             metrics: Where to count calls and their duration.
         """
-        self._url = base_url.rstrip("/") + "/auth/validate"
+        self._url = URL(base_url.rstrip("/") + "/auth/validate")
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._retries = retries
         self._backoff = backoff
@@ -183,18 +185,18 @@ class AuthClient:
         if self._session is None:
             msg = "AuthClient is not open: call open() or use it in an 'async with' block"
             raise RuntimeError(msg)
-        rid = request_id.get()
-        headers = {REQUEST_ID_HEADER: rid} if rid is not None else None
+        headers = {"Content-Type": "application/json"}
+        if (rid := request_id.get()) is not None:
+            headers[REQUEST_ID_HEADER] = rid
+        body = json.dumps({"username": username, "password": password}).encode()
         try:
-            async with self._session.post(
-                self._url, json={"username": username, "password": password}, headers=headers
-            ) as response:
+            async with self._session.post(self._url, data=body, headers=headers) as response:
                 if response.status == 429:  # noqa: PLR2004
                     raise AuthServiceRateLimitedError(_seconds(response.headers.get("Retry-After")))
                 if response.status != 200:  # noqa: PLR2004
                     msg = f"auth-service answered HTTP {response.status}"
                     raise AuthServiceBadResponseError(msg)
-                body = await response.json(content_type=None)
+                answer = await response.json(content_type=None)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             msg = "auth-service could not be reached"
             raise AuthServiceUnavailableError(msg) from error
@@ -204,7 +206,7 @@ class AuthClient:
         except (aiohttp.ClientError, ValueError) as error:
             msg = "auth-service sent a broken answer"
             raise AuthServiceBadResponseError(msg) from error
-        valid = body.get("valid") if isinstance(body, dict) else None
+        valid = answer.get("valid") if isinstance(answer, dict) else None
         if not isinstance(valid, bool):
             msg = "auth-service's answer has no boolean 'valid'"
             raise AuthServiceBadResponseError(msg)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from servicekit.metrics import Metrics
+from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
 from user_service import routes
 from user_service.accounts import AccountStoreUnavailableError, IdempotencyPolicy
@@ -79,7 +79,7 @@ def create_app(
                 await stack.enter_async_context(auth_client)
             yield
 
-    app = FastAPI(title="user-service", lifespan=lifespan)
+    app = FastAPI(title="user-service", lifespan=lifespan, telemetry=NATIVE_TELEMETRY_OFF)
     app.state.service = state
     app.include_router(routes.router)
     app.add_exception_handler(AuthServiceError, routes.upstream_failure)

@@ -117,7 +117,17 @@ def _serve(
     """Run ``user-service serve`` (one process) on ``database``; yield it and its base URL."""
     port = free_port()
     with run_process(
-        [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)],
+        # One process: the kill must hit the process that holds the accounts.
+        [
+            venv_command("user-service"),
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         port=port,
         env={
             "USER_SERVICE_AUTH_URL": auth_url,

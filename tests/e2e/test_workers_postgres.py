@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -20,11 +19,16 @@ import httpx
 import pytest
 
 from tests.support.postgres import drop_schema, new_schema, postgres_url
-from tests.support.servers import HOST, free_port, run_process, venv_command
+from tests.support.servers import (
+    HOST,
+    free_port,
+    run_process,
+    venv_command,
+    wait_for_startups,
+)
 from tests.user_service.stand_in_auth import serve_stand_in
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Iterator
     from pathlib import Path
 
@@ -35,8 +39,6 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "pw-e2e-workers-8d2a"
 CONCURRENT = 20
 POSTGRES_URL_VARIABLE = "USER_SERVICE_TEST_POSTGRES_URL"
-STARTED = "Application startup complete."
-STARTUP_TIMEOUT = 20.0
 
 # One user, spelled three ways that all canonicalise to "racer" (RFC 8265 UsernameCaseMapped).
 CANONICAL = "racer"
@@ -68,16 +70,6 @@ def with_search_path(url: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _wait_for_startups(log_path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
-    """Wait until ``count`` workers have logged that their app started (and opened its store)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while log_path.read_text(encoding="utf-8", errors="replace").count(STARTED) < count:
-        if process.poll() is not None or time.monotonic() > deadline:
-            log = log_path.read_text(encoding="utf-8", errors="replace")
-            pytest.fail(f"{count} worker(s) did not start; the log says:\n{log}")
-        time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def user_service(
     log_path: Path, *, database_url: str, auth_url: str, workers: int = 1
@@ -91,7 +83,7 @@ def user_service(
         env={"USER_SERVICE_AUTH_URL": auth_url, "USER_SERVICE_DATABASE_URL": database_url},
         log_path=log_path,
     ) as process:
-        _wait_for_startups(log_path, workers, process)
+        wait_for_startups(log_path, workers, process)
         yield f"http://{HOST}:{port}"
 
 

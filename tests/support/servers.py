@@ -54,6 +54,26 @@ def wait_for_port(
     raise RuntimeError(msg)
 
 
+STARTED = "Application startup complete."
+
+
+def wait_for_startups(
+    log_path: Path, count: int, process: subprocess.Popen[bytes], *, timeout: float = 20.0
+) -> None:
+    """Wait until ``count`` workers of ``process`` have logged that their app started.
+
+    Raises:
+        AssertionError: If the process ended, or they did not all start in time.
+    """
+    deadline = time.monotonic() + timeout
+    while log_path.read_text(encoding="utf-8", errors="replace").count(STARTED) < count:
+        if process.poll() is not None or time.monotonic() > deadline:
+            log = log_path.read_text(encoding="utf-8", errors="replace")
+            msg = f"{count} worker(s) did not start; the log says:\n{log}"
+            raise AssertionError(msg)
+        time.sleep(0.05)
+
+
 @contextmanager
 def serve_in_thread(app: ASGIApp) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free port in a background thread.
