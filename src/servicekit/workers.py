@@ -6,9 +6,9 @@ of 32 and its core saturated while the other idled. Here each worker listens
 on a socket of its own bound with ``SO_REUSEPORT``, and the kernel spreads new
 connections evenly over them.
 
-The supervisor restarts a worker that dies, stops them all on ``SIGTERM`` or
-``SIGINT``, and exits with uvicorn's startup-failure code (3) if a worker
-cannot start. Each worker asks the kernel for ``SIGTERM`` when the supervisor
+The supervisor replaces a worker killed by a signal, stops them all on
+``SIGTERM`` or ``SIGINT``, and stops them all too if one exits by itself
+(uvicorn's code 3: it could not start). Each worker asks the kernel for ``SIGTERM`` when the supervisor
 dies, so that killing the supervisor outright (``SIGKILL``, the out-of-memory
 killer) does not leave them serving with nobody to stop them.
 """
@@ -68,7 +68,9 @@ def serve_workers(config: WorkerConfig, workers: int) -> None:
         workers: How many.
 
     Raises:
-        SystemExit: With code 3 if the port is taken or a worker could not start.
+        SystemExit: With code 3 if the port is taken, or with a worker's exit code
+            if one exits by itself (3: it could not start); a worker killed by a
+            signal is replaced.
     """
     _check_port_is_free(config.host, config.port)
     context = multiprocessing.get_context("spawn")
@@ -84,27 +86,27 @@ def serve_workers(config: WorkerConfig, workers: int) -> None:
         return process
 
     processes = [start() for _ in range(workers)]
-    failed = False
+    failure = 0
     try:
-        while not stop.wait(_POLL_SECONDS):
+        while not failure and not stop.wait(_POLL_SECONDS):
             for index, process in enumerate(processes):
                 if process.is_alive():
                     continue
-                if process.exitcode == STARTUP_FAILURE:
-                    _logger.error("worker %s could not start; stopping", process.pid)
-                    failed = True
-                    stop.set()
+                exit_code = process.exitcode or 0
+                if exit_code >= 0:  # it gave up by itself: a restart would fail alike
+                    _logger.error("worker %s exited with %s; stopping", process.pid, exit_code)
+                    failure = exit_code or 1
                     break
                 _logger.warning(
-                    "worker %s died (exit code %s); starting another", process.pid, process.exitcode
+                    "worker %s died of signal %s; starting another", process.pid, -exit_code
                 )
                 processes[index] = start()
     finally:
         _stop(processes)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if failed:
-        raise SystemExit(STARTUP_FAILURE)
+    if failure:
+        raise SystemExit(failure)
 
 
 def _stop(processes: list[SpawnProcess]) -> None:

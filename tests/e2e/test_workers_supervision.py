@@ -165,7 +165,8 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         assert first not in workers
         assert len(workers) == WORKERS
         assert httpx.get(f"http://{HOST}:{port}/livez").status_code == 200
-    assert f"worker {first} died" in (tmp_path / "user-service.log").read_text(encoding="utf-8")
+    log = (tmp_path / "user-service.log").read_text(encoding="utf-8")
+    assert f"worker {first} died of signal {signal.SIGKILL.value}" in log
 
 
 def run_to_exit(command: list[str], env: dict[str, str], log_path: Path) -> int:
@@ -203,4 +204,4 @@ def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None
     exit_code = run_to_exit([*command, "--workers", str(WORKERS)], env, log_path)
 
     assert exit_code == STARTUP_FAILURE
-    assert "could not start; stopping" in log_path.read_text(encoding="utf-8")
+    assert f"exited with {STARTUP_FAILURE}; stopping" in log_path.read_text(encoding="utf-8")
