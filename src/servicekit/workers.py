@@ -8,9 +8,10 @@ connections evenly over them.
 
 The supervisor replaces a worker killed by a signal, stops them all on
 ``SIGTERM`` or ``SIGINT``, and stops them all too if one exits by itself
-(uvicorn's code 3: it could not start). Each worker asks the kernel for ``SIGTERM`` when the supervisor
-dies, so that killing the supervisor outright (``SIGKILL``, the out-of-memory
-killer) does not leave them serving with nobody to stop them.
+(uvicorn's code 3: it could not start). Each worker asks the kernel for
+``SIGTERM`` when the supervisor dies, so that killing the supervisor outright
+(``SIGKILL``, the out-of-memory killer) does not leave them serving with
+nobody to stop them.
 """
 
 from __future__ import annotations

@@ -64,16 +64,22 @@ def accepts_connections(port: int) -> bool:
     return True
 
 
-def test_workers_shut_down_when_the_supervisor_is_killed(tmp_path: Path) -> None:
-    port = free_port()
+@contextlib.contextmanager
+def workers_serving(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``user-service serve --workers 2`` until both workers are up."""
     log_path = tmp_path / "user-service.log"
     command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
     env = {"USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}"}
-
     with run_process(
         [*command, "--workers", str(WORKERS)], port=port, env=env, log_path=log_path
     ) as supervisor:
         wait_for_startups(log_path, WORKERS, supervisor)
+        yield supervisor
+
+
+def test_workers_shut_down_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    with workers_serving(tmp_path, port) as supervisor:
         workers = worker_pids(supervisor.pid)
         assert len(workers) == WORKERS
         assert httpx.get(f"http://{HOST}:{port}/livez").status_code == 200
@@ -88,20 +94,8 @@ def test_workers_shut_down_when_the_supervisor_is_killed(tmp_path: Path) -> None
     assert [pid for pid in workers if is_running(pid)] == []
     assert not accepts_connections(port)
     # Each worker got SIGTERM and shut down as when asked: its app closed its store.
-    assert log_path.read_text(encoding="utf-8").count(SHUTDOWN) == WORKERS
-
-
-@contextlib.contextmanager
-def workers_serving(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``user-service serve --workers 2`` until both workers are up."""
-    log_path = tmp_path / "user-service.log"
-    command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
-    env = {"USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}"}
-    with run_process(
-        [*command, "--workers", str(WORKERS)], port=port, env=env, log_path=log_path
-    ) as supervisor:
-        wait_for_startups(log_path, WORKERS, supervisor)
-        yield supervisor
+    log = (tmp_path / "user-service.log").read_text(encoding="utf-8")
+    assert log.count(SHUTDOWN) == WORKERS
 
 
 def socket_inodes(pid: int) -> set[int]:
