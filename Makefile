@@ -12,7 +12,8 @@ export PACT_DO_NOT_TRACK := true
 run: $(VENV)/.runtime
 	$(BIN)/python scripts/run_system.py
 
-test: $(VENV)/.dev
+# .bench: the smoke tests of the benchmarks run the profiler too.
+test: $(VENV)/.bench
 	$(BIN)/pytest
 
 check: $(VENV)/.bench

@@ -1,70 +1,99 @@
-"""Where user-service's time goes under the benchmark's load: cProfile and per-thread CPU.
+"""Where user-service's time goes under the benchmark's load, sampled by py-spy.
 
-Runs ``user-service serve`` (as shipped but with one worker, over a SQLite file
-in a temporary folder) under :mod:`cProfile` behind a stand-in auth-service, drives it with
-wrk as ``python -m bench`` does, and prints the functions that took the most
-time, and the CPU time of each of the process's threads.
+Runs ``user-service serve`` as shipped (one worker per core, over a SQLite file
+in a temporary folder) behind a stand-in auth-service, drives it with wrk as
+``python -m bench`` does, and samples every worker with py-spy meanwhile. py-spy
+reads the processes from outside, so it barely slows them (cProfile, which
+this used before, slowed Python code several times over and so skewed the
+shares). It prints where the samples of the workers' event loops fell, by
+package, by function (own samples) and by function with what it calls; and
+how the samples split between the event loops and the other threads (SQLite's
+writer). Samples are taken only while a thread runs, not while it waits.
 
-cProfile sees only the thread that serves requests (the event loop); the
-per-thread CPU shows what the other threads (SQLite's writer, FastAPI's
-thread pool) add. cProfile slows Python code down, so the throughput printed
-here is lower than the benchmark's; the shares are what to read. A sampling
-profiler (py-spy) would not slow it down, but is not installed.
-
-Run it as ``python -m bench.profile_user_service [--latency-ms 10] [--seconds 8]``.
+Run it as ``python -m bench.profile_user_service [--latency-ms 10] [--seconds 8]
+[--workers N] [--top 30] [--smoke]``; it needs py-spy (``make bench`` installs it) and the
+right to trace the workers (root, or ``kernel.yama.ptrace_scope`` 0).
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import os
-import pstats
-import signal
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.load import Load, drive, wrk_path
-from bench.processes import Command, clean_environment, free_port, running
-from bench.scenarios import stand_in_command
+from bench.processes import CORES, clean_environment, running
+from bench.scenarios import stand_in_command, user_service_command
 
 if TYPE_CHECKING:
-    from types import FrameType
+    from bench.load import Generator
 
-_CHILD = "--profiled-child"
-
-
-def _serve_profiled(output: str, arguments: list[str]) -> None:
-    """Serve user-service under cProfile; write the profile on SIGTERM."""
-    from user_service.__main__ import main as user_service_main  # noqa: PLC0415 (profiled)
-
-    profiler = cProfile.Profile()
-
-    def dump(_signal: int, _frame: FrameType | None) -> None:
-        profiler.disable()
-        profiler.dump_stats(output)
-        os._exit(0)
-
-    # uvicorn shuts down on SIGTERM, then restores this handler and raises SIGTERM again.
-    signal.signal(signal.SIGTERM, dump)
-    profiler.enable()
-    user_service_main(arguments)
+_EVENT_LOOP = "MainThread"
+_MODULE = re.compile(r"\((?:<frozen )?([A-Za-z0-9_]+)")
+# The process's command line, which may hold ";" itself (multiprocessing's does).
+_PROCESS = re.compile(r'^process \d+:".*?";(?=thread \()')
+_THREAD = re.compile(r"thread \(\d+\): (\S+?)(?:_\d+)?$")
 
 
-def _thread_cpu(pid: int) -> dict[int, float]:
-    """Return the CPU time of each thread of process ``pid``, by thread id."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    times = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text(encoding="ascii").rpartition(")")[2].split()
-        except OSError:
-            continue
-        times[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return times
+class Profile:
+    """Samples of stacks, as py-spy's raw format gives them.
+
+    Attributes:
+        threads: Samples by thread name (threads of the same name in every worker added up).
+        packages: Event-loop samples by the package of the function running.
+        own: Event-loop samples by the function running.
+        under: Event-loop samples by every function on the stack.
+        loop_samples: All event-loop samples.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.threads: Counter[str] = Counter()
+        self.packages: Counter[str] = Counter()
+        self.own: Counter[str] = Counter()
+        self.under: Counter[str] = Counter()
+        self.loop_samples = 0
+
+    def add(self, line: str) -> None:
+        """Count one line of py-spy's raw output: ``[process;]thread;frame;...;frame N``."""
+        stack, _, count = line.rstrip().rpartition(" ")
+        frames = _PROCESS.sub("", stack).split(";")
+        if len(frames) < 2 or not count.isdigit():  # noqa: PLR2004 (a thread and a frame)
+            return
+        samples = int(count)
+        thread = _THREAD.match(frames[0])
+        name = thread.group(1) if thread else frames[0]
+        self.threads[name] += samples
+        if name != _EVENT_LOOP:
+            return
+        self.loop_samples += samples
+        module = _MODULE.search(frames[-1])
+        self.packages[module.group(1) if module else "?"] += samples
+        self.own[frames[-1]] += samples
+        for frame in set(frames[1:]):
+            self.under[frame] += samples
+
+    def report(self, top: int) -> str:
+        """Return the tables, the ``top`` rows of each."""
+        total = sum(self.threads.values()) or 1
+        loop = self.loop_samples or 1
+        lines = ["Samples by thread (all workers):"]
+        lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in self.threads.most_common()]
+        for title, counter in (
+            ("event loops, by package of the running function", self.packages),
+            ("event loops, by function (own samples)", self.own),
+            ("event loops, by function (with what it calls)", self.under),
+        ):
+            lines += ["", f"Samples of the {title}:"]
+            lines += [f"  {100 * n / loop:5.1f}%  {frame}" for frame, n in counter.most_common(top)]
+        return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,77 +103,87 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        The exit code.
+        The exit code: 2 if wrk or py-spy is missing.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [_CHILD]:
-        _serve_profiled(argv[1], argv[2:])
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0])
     parser.add_argument("--latency-ms", type=int, default=10, help="auth latency (default: 10)")
     parser.add_argument("--seconds", type=int, default=8, help="length of the load (default: 8)")
     parser.add_argument("--connections", type=int, default=32, help="connections (default: 32)")
-    parser.add_argument("--top", type=int, default=30, help="functions listed (default: 30)")
+    parser.add_argument("--workers", type=int, default=CORES, help="workers (default: %(default)s)")
+    parser.add_argument("--top", type=int, default=30, help="rows of each table (default: 30)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="two seconds, with the Python load generator if wrk is missing (for the tests)",
+    )
     arguments = parser.parse_args(argv)
-    if wrk_path() is None:
-        sys.stderr.write("wrk is not installed: `make bench` installs it\n")
+    generator: Generator = "wrk"
+    if arguments.smoke:
+        arguments.seconds = 2
+        generator = "wrk" if wrk_path() else "python"
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if (generator == "wrk" and wrk_path() is None) or not Path(py_spy).exists():
+        sys.stderr.write("wrk or py-spy is not installed: `make bench` installs them\n")
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch:
         folder = Path(scratch)
-        profile = folder / "user-service.prof"
-        port = free_port()
+        samples = folder / "samples.txt"
         with running(stand_in_command(arguments.latency_ms, folder)) as (auth,):
-            command = Command(
-                "user-service",
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.profile_user_service",
-                    _CHILD,
-                    str(profile),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                ],
-                port,
-                folder / "user-service.log",
-                env=clean_environment(
-                    {
-                        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-                        "USER_SERVICE_AUTH_URL": auth.base_url,
-                        "USER_SERVICE_DATABASE_URL": f"sqlite:///{folder / 'accounts.db'}",
-                    }
-                ),
+            shipped = user_service_command(
+                auth.base_url, folder / "accounts.db", folder / "user-service.log"
+            )
+            command = replace(
+                shipped,
+                args=[*shipped.args, "--workers", str(arguments.workers)],
+                workers=arguments.workers,
             )
             with running(command) as (service,):
-                before = _thread_cpu(service.process.pid)
+                recorder = subprocess.Popen(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(service.process.pid),
+                        "--subprocesses",
+                        "--threads",
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "--duration",
+                        str(arguments.seconds),
+                        "--output",
+                        str(samples),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(folder / "py-spy.log").open("wb"),
+                    env=clean_environment(),
+                )
                 measurement = drive(
                     service.base_url,
-                    Load("create", arguments.connections, arguments.seconds, prefix="bprofilex"),
+                    Load(
+                        "create",
+                        arguments.connections,
+                        arguments.seconds,
+                        generator=generator,
+                        prefix="bprofilex",
+                    ),
                     results=folder / "load.json",
                     watch=[service, auth],
                 )
-                after = _thread_cpu(service.process.pid)
-                main_thread = service.process.pid
-        report = io.StringIO()
-        stats = pstats.Stats(str(profile), stream=report)
-        stats.sort_stats("tottime").print_stats(arguments.top)
-        stats.sort_stats("cumulative").print_stats(arguments.top * 2)
-    out = sys.stdout
-    out.write(
-        f"{measurement.rate:,.0f} requests/s under cProfile, p99 {measurement.p99_ms:.1f} ms,"
-        f" errors {measurement.errors}; service CPU"
-        f" {measurement.service_cpu['user-service']:.2f} cores\n\n"
-        "CPU seconds per thread over the load (the first is the event loop):\n"
+                if recorder.wait(timeout=arguments.seconds + 30) != 0 or not samples.exists():
+                    log = (folder / "py-spy.log").read_text(encoding="utf-8", errors="replace")
+                    sys.stderr.write(f"py-spy failed:\n{log}")
+                    return 1
+        profile = Profile()
+        with samples.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                profile.add(line)
+    sys.stdout.write(
+        f"{measurement.rate:,.0f} requests/s while sampled, p99 {measurement.p99_ms:.1f} ms,"
+        f" errors {measurement.errors}; user-service CPU"
+        f" {measurement.service_cpu[service.name]:.2f} cores ({arguments.workers} workers)\n\n"
     )
-    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
-    for tid, seconds in sorted(used.items(), key=lambda item: (item[0] != main_thread, -item[1])):
-        if seconds > 0 or tid == main_thread:
-            per_request = seconds / measurement.good * 1000 if measurement.good else 0.0
-            out.write(f"  thread {tid}: {seconds:.2f} s ({per_request:.3f} ms per request)\n")
-    out.write("\n" + report.getvalue())
+    sys.stdout.write(profile.report(arguments.top))
     return 0
 
 

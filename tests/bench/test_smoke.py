@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,31 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATORS: list[Generator] = ["python", "wrk"] if wrk_path() else ["python"]
+
+
+def test_compare_measures_a_commit_and_the_working_tree(tmp_path: Path) -> None:
+    output = tmp_path / "compare.md"
+    command = ["-m", "bench.compare", "HEAD", "worktree", "--smoke", "--output", str(output)]
+    completed = subprocess.run(
+        [sys.executable, *command],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=110,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    table = output.read_text(encoding="utf-8")
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| ")]
+    header, *measured = rows
+    assert header[:3] == ["revision", "requests/s", "vs first"]
+    assert [row[0] for row in measured][1:] == ["worktree"]
+    assert len(measured) == 2
+    assert measured[0][2] == "1.00x"
+    for row in measured:
+        assert float(row[1].replace(",", "")) > 0
+        assert row[5] == "0"  # errors
 
 
 def test_smoke_run_writes_every_row_and_nothing_crashes(tmp_path: Path) -> None:
@@ -120,3 +146,23 @@ def test_load_counts_wrong_answers_as_errors(
     assert measurement.good == 0
     assert measurement.errors > 0
     assert measurement.example.startswith("404")
+
+
+def test_profile_samples_every_worker_and_names_where_the_time_went() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.profile_user_service", "--smoke", "--workers", "2"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=110,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert "errors 0" in out
+    assert "(2 workers)" in out
+    assert re.search(r"^ +\d+\.\d%  MainThread$", out, re.MULTILINE)
+    assert re.search(r"^ +\d+\.\d%  sqlite-account-writer$", out, re.MULTILINE)
+    # The request path shows up under the event loops, our own code included.
+    assert re.search(r"%  ServiceMiddleware\.__call__ \(servicekit/middleware\.py:\d+\)", out)
