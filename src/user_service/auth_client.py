@@ -110,16 +110,13 @@ class AuthClient:
         self._retries = retries
         self._backoff = backoff
         self._metrics = metrics
-        self._open = False
 
     async def open(self) -> None:
         """Make the client ready for calls."""
         await self._http.open()
-        self._open = True
 
     async def close(self) -> None:
         """Close its connections."""
-        self._open = False
         await self._http.close()
 
     async def __aenter__(self) -> Self:
@@ -185,9 +182,6 @@ class AuthClient:
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     async def _call(self, username: str, password: str) -> bool:
-        if not self._open:
-            msg = "AuthClient is not open: call open() or use it in an 'async with' block"
-            raise RuntimeError(msg)
         headers = {"Content-Type": "application/json"}
         if (rid := request_id.get()) is not None:
             headers[REQUEST_ID_HEADER] = rid
