@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import aiohttp
 
+from servicekit.lifecycle import Openable
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from servicekit.metrics import Metrics
 
 UPSTREAM = "user-service"
@@ -159,7 +158,7 @@ _ERRORS_BY_STATUS: dict[int, type[UserServiceError]] = {
 }
 
 
-class FrontendClient:
+class FrontendClient(Openable):
     """An async client for user-service over one pooled HTTP session.
 
     Open it with ``async with FrontendClient(url) as client:``, or call
@@ -215,24 +214,6 @@ class FrontendClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-    async def __aenter__(self) -> Self:
-        """Open the client.
-
-        Returns:
-            The open client.
-        """
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the client."""
-        await self.close()
 
     async def create_account(
         self, username: str, password: str, *, idempotency_key: str | None = None

@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import httptools
 from yarl import URL
 
+from servicekit.lifecycle import Openable
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from types import TracebackType
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 _FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
@@ -162,7 +163,7 @@ class _Connection(asyncio.Protocol):
             answer.set_exception(error)
 
 
-class HttpClient:
+class HttpClient(Openable):
     """Keep-alive HTTP/1.1 connections to one upstream, ``http://`` or ``https://``.
 
     Open it (``open()`` or ``async with``) before calling it. At most
@@ -228,20 +229,6 @@ class HttpClient:
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
-
-    async def __aenter__(self) -> Self:
-        """Open the client for the ``async with`` block."""
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the client at the end of the ``async with`` block."""
-        await self.close()
 
     async def post(self, path: str, body: bytes, *, headers: Mapping[str, str]) -> Response:
         """``POST`` ``body`` to ``path`` (below the base URL's path) and return the answer.

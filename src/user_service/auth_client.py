@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import time
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Protocol
 
 from servicekit.http_client import (
     ConnectError,
@@ -14,12 +14,11 @@ from servicekit.http_client import (
     ProtocolError,
     ResponseTimeoutError,
 )
+from servicekit.lifecycle import Openable
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from servicekit.metrics import Metrics
 
 UPSTREAM = "auth-service"
@@ -70,7 +69,7 @@ class AuthServiceRateLimitedError(AuthServiceError):
         self.retry_after = retry_after
 
 
-class AuthClient:
+class AuthClient(Openable):
     """Production verifier: asks auth-service's ``POST /auth/validate``.
 
     Its keep-alive connections serve every call. Open it once (``open()`` or
@@ -118,20 +117,6 @@ class AuthClient:
     async def close(self) -> None:
         """Close its connections."""
         await self._http.close()
-
-    async def __aenter__(self) -> Self:
-        """Open the client for the ``async with`` block."""
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the client at the end of the ``async with`` block."""
-        await self.close()
 
     async def validate_credentials(self, username: str, password: str) -> bool:
         """Ask auth-service whether the credentials are valid.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
+
+from servicekit.lifecycle import Openable
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from auth_service.lockout import LockoutPolicy
 
 
@@ -80,7 +80,7 @@ Attempt = UnknownUser | LockedOut | Admitted
 """What :meth:`CredentialStore.look_up` found."""
 
 
-class CredentialStore(ABC):
+class CredentialStore(Openable, ABC):
     """Users, their argon2id hashes and their failed attempts, kept in a database.
 
     Every adapter keeps these promises:
@@ -98,20 +98,6 @@ class CredentialStore(ABC):
     and creates or migrates the schema; it is used on the event loop that
     opened it, and may be opened again after :meth:`close`.
     """
-
-    async def __aenter__(self) -> Self:
-        """Open the store; it is closed when the block ends."""
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.close()
 
     @abstractmethod
     async def open(self) -> None:
