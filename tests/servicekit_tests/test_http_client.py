@@ -224,6 +224,34 @@ async def post(client: HttpClient, body: bytes = b"ping") -> Response:
     return await client.post("/call", body, headers={})
 
 
+def exchange(
+    script: Callable[[Peer], Awaitable[None]],
+    *bodies: bytes,
+    pause: float = 0.0,
+    server_ssl: ssl.SSLContext | None = None,
+    client_ssl: ssl.SSLContext | None = None,
+) -> tuple[list[bytes], ScriptedServer]:
+    """Post ``bodies`` one after another (``pause`` s apart) through one client to ``script``.
+
+    Returns:
+        The bodies of the answers, and the server, for what it saw.
+    """
+
+    async def main() -> tuple[list[bytes], ScriptedServer]:
+        answers = []
+        async with (
+            ScriptedServer(script, ssl_context=server_ssl) as server,
+            opened(client_for(server.url, ssl_context=client_ssl)) as client,
+        ):
+            for number, body in enumerate(bodies):
+                if number and pause:
+                    await asyncio.sleep(pause)
+                answers.append((await post(client, body)).body)
+        return answers, server
+
+    return asyncio.run(main())
+
+
 def test_a_200_answer_is_returned_and_the_request_sent_is_exact() -> None:
     sent = b'{"username": "ana", "password": "p\xc3\xa4ss"}'
     returned = b'{"valid": true}'
@@ -298,12 +326,8 @@ def test_the_base_url_path_prefixes_the_path(base_path: str) -> None:
 
 
 def test_sequential_calls_reuse_one_connection() -> None:
-    async def main() -> tuple[list[bytes], ScriptedServer]:
-        async with ScriptedServer(keep_alive()) as server, opened(client_for(server.url)) as client:
-            bodies = [(await post(client, b"call %d" % n)).body for n in range(5)]
-        return bodies, server
+    bodies, server = exchange(keep_alive(), *(b"call %d" % n for n in range(5)))
 
-    bodies, server = asyncio.run(main())
     assert bodies == [b"call %d" % n for n in range(5)]
     assert server.accepted == 1
     assert [request.connection for request in server.requests] == [1] * 5
@@ -368,22 +392,12 @@ def test_a_connection_close_answer_is_returned_and_the_next_call_reconnects() ->
 
 
 def test_an_http_1_0_answer_is_not_kept_alive() -> None:
-    async def main() -> tuple[list[bytes], ScriptedServer]:
-        async def answer_in_http_1_0(peer: Peer) -> None:
-            while (request := await peer.read_request()) is not None:
-                body = request.body
-                await peer.send(
-                    b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
+    async def answer_in_http_1_0(peer: Peer) -> None:
+        while (request := await peer.read_request()) is not None:
+            body = request.body
+            await peer.send(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
-        async with (
-            ScriptedServer(answer_in_http_1_0) as server,
-            opened(client_for(server.url)) as client,
-        ):
-            bodies = [(await post(client, b"a")).body, (await post(client, b"b")).body]
-        return bodies, server
-
-    bodies, server = asyncio.run(main())
+    bodies, server = exchange(answer_in_http_1_0, b"a", b"b")
     assert bodies == [b"a", b"b"]
     assert [request.connection for request in server.requests] == [1, 2]
 
@@ -394,14 +408,8 @@ def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
         assert request is not None
         await peer.send(echo(request))
 
-    async def main() -> tuple[list[bytes], ScriptedServer]:
-        async with ScriptedServer(answer_once) as server, opened(client_for(server.url)) as client:
-            first = await post(client, b"first")
-            await asyncio.sleep(SETTLE)  # the server has closed it by now
-            second = await post(client, b"second")
-        return [first.body, second.body], server
-
-    bodies, server = asyncio.run(main())
+    # After SETTLE, the server has closed the first connection.
+    bodies, server = exchange(answer_once, b"first", b"second", pause=SETTLE)
     assert bodies == [b"first", b"second"]
     assert [request.connection for request in server.requests] == [1, 2]
 
@@ -416,17 +424,7 @@ def test_unsolicited_bytes_on_an_idle_connection_drop_it() -> None:
                 await asyncio.sleep(0.01)
                 await peer.send(stray)
 
-    async def main() -> tuple[list[bytes], ScriptedServer]:
-        async with (
-            ScriptedServer(answer_then_babble) as server,
-            opened(client_for(server.url)) as client,
-        ):
-            first = await post(client, b"first")
-            await asyncio.sleep(SETTLE)
-            second = await post(client, b"second")
-        return [first.body, second.body], server
-
-    bodies, server = asyncio.run(main())
+    bodies, server = exchange(answer_then_babble, b"first", b"second", pause=SETTLE)
     assert bodies == [b"first", b"second"]
     assert [request.connection for request in server.requests] == [1, 2]
 
@@ -486,15 +484,7 @@ def test_an_answer_in_several_segments_is_reassembled(pieces: list[bytes]) -> No
             else:
                 await peer.send(echo(request))
 
-    async def main() -> tuple[list[bytes], ScriptedServer]:
-        async with (
-            ScriptedServer(slow_then_echo) as server,
-            opened(client_for(server.url)) as client,
-        ):
-            bodies = [(await post(client, b"slow")).body, (await post(client, b"next")).body]
-        return bodies, server
-
-    bodies, server = asyncio.run(main())
+    bodies, server = exchange(slow_then_echo, b"slow", b"next")
     assert bodies == [b"hello world", b"next"]
     assert server.accepted == 1
 
@@ -819,14 +809,11 @@ def server_tls(certificate: Certificate) -> ssl.SSLContext:
 def test_tls_with_a_context_trusting_the_certificate(certificate: Certificate) -> None:
     trusting = ssl.create_default_context(cafile=certificate.cert)
 
-    async def main() -> tuple[str, list[bytes], ScriptedServer]:
-        async with ScriptedServer(keep_alive(), ssl_context=server_tls(certificate)) as server:
-            async with opened(client_for(server.url, ssl_context=trusting)) as client:
-                bodies = [(await post(client, b"one")).body, (await post(client, b"two")).body]
-            return server.url, bodies, server
+    bodies, server = exchange(
+        keep_alive(), b"one", b"two", server_ssl=server_tls(certificate), client_ssl=trusting
+    )
 
-    url, bodies, server = asyncio.run(main())
-    assert url.startswith("https://127.0.0.1:")
+    assert server.url.startswith("https://127.0.0.1:")
     assert bodies == [b"one", b"two"]
     assert server.accepted == 1
     assert server.requests[0].values("Host") == [f"127.0.0.1:{server.port}"]
