@@ -24,19 +24,28 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATORS: list[Generator] = ["python", "wrk"] if wrk_path() else ["python"]
 
 
-def test_compare_measures_a_commit_and_the_working_tree(tmp_path: Path) -> None:
-    output = tmp_path / "compare.md"
-    command = ["-m", "bench.compare", "HEAD", "worktree", "--smoke", "--output", str(output)]
+def run_module(module: str, *arguments: str) -> str:
+    """Run ``python -m module arguments`` from the repository; it must exit 0.
+
+    Returns:
+        What it printed on standard output.
+    """
     completed = subprocess.run(
-        [sys.executable, *command],
+        [sys.executable, "-m", module, *arguments],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
         timeout=110,
     )
-
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+def test_compare_measures_a_commit_and_the_working_tree(tmp_path: Path) -> None:
+    output = tmp_path / "compare.md"
+    run_module("bench.compare", "HEAD", "worktree", "--smoke", "--output", str(output))
+
     table = output.read_text(encoding="utf-8")
     rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| ")]
     header, *measured = rows
@@ -50,16 +59,8 @@ def test_compare_measures_a_commit_and_the_working_tree(tmp_path: Path) -> None:
 
 
 def test_smoke_run_writes_every_row_and_nothing_crashes(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--output", str(tmp_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=110,
-    )
+    run_module("bench", "--smoke", "--output", str(tmp_path))
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr
     table = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "## Crashed" not in table
     if importlib.util.find_spec("matplotlib") is not None:
@@ -149,17 +150,8 @@ def test_load_counts_wrong_answers_as_errors(
 
 
 def test_profile_samples_every_worker_and_names_where_the_time_went() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.profile_user_service", "--smoke", "--workers", "2"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=110,
-    )
+    out = run_module("bench.profile_user_service", "--smoke", "--workers", "2")
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    out = completed.stdout
     assert "errors 0" in out
     assert "(2 workers)" in out
     assert re.search(r"^ +\d+\.\d%  MainThread$", out, re.MULTILINE)
