@@ -3,7 +3,8 @@
 - ``POST /auth/validate``: ``200 {"valid": bool, "subject": canonical username}``;
   ``422`` for a malformed body or an invalid username; ``429`` with
   ``Retry-After`` while the account is locked; ``503`` with ``Retry-After``
-  when too many checks are pending, and ``503`` when the database fails.
+  and ``"code": "overloaded"`` when the hash pool cannot check in time (before
+  the body is read, when it is full), and ``503`` when the database fails.
 - ``GET /livez``: the process is up. ``GET /readyz``: the database answers
   (else ``503``). ``GET /metrics``: Prometheus metrics.
 
@@ -28,14 +29,17 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge
 from pydantic import AfterValidator, BaseModel, Field
 
-from auth_service.authenticator import Authenticator, Outcome
+from auth_service.authenticator import MIN_RETRY_AFTER_SECONDS, Authenticator, Outcome
 from auth_service.hash_pool import HashPool
-from auth_service.lockout import LockoutPolicy, retry_after_header
+from auth_service.lockout import LockoutPolicy
 from auth_service.passwords import MAX_PASSWORD_LENGTH, PasswordHashing
 from auth_service.settings import Settings
 from auth_service.store import CredentialStore, StoreUnavailableError, store_from_settings
+from servicekit.deadlines import deadline
+from servicekit.disconnects import watching_for_disconnect
 from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
-from servicekit.middleware import ServiceMiddleware
+from servicekit.middleware import ServiceMiddleware, add_log_fields
+from servicekit.retry_after import retry_after_value
 from usernames import InvalidUsernameError, canonical_username
 
 if TYPE_CHECKING:
@@ -43,9 +47,14 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
     from starlette.responses import Response
+    from starlette.routing import BaseRoute
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest request body: room for 1,024 astral characters escaped as JSON, and a username."""
+
+VALIDATE = "/auth/validate"
+"""The path of the credential check."""
 
 UNAVAILABLE = "unavailable"
 """The validation outcome counted when the database failed."""
@@ -93,9 +102,12 @@ class Problem(BaseModel):
 
     Attributes:
         detail: For a person to read.
+        code: For a program to read, when the status alone does not say it:
+            ``overloaded`` for a ``503`` that ``Retry-After`` will cure.
     """
 
     detail: str
+    code: str | None = None
 
 
 class Health(BaseModel):
@@ -176,7 +188,12 @@ def create_app(
     metrics = Metrics()
     auth_metrics = AuthMetrics(metrics.registry)
     hashing = PasswordHashing(resolved, on_operation=auth_metrics.count_argon2)
-    pool = HashPool(hashing, workers=resolved.hash_workers, max_pending=resolved.max_pending_hashes)
+    pool = HashPool(
+        hashing,
+        workers=resolved.hash_workers,
+        max_pending=resolved.max_pending_hashes,
+        target_delay=resolved.target_queue_delay_seconds,
+    )
     auth_metrics.pending_hashes.set_function(lambda: pool.pending)
     service = _Service(
         authenticator=Authenticator(store, pool, LockoutPolicy.from_settings(resolved)),
@@ -205,7 +222,7 @@ def create_app(
     app.state.service = service
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_api_route(
-        "/auth/validate",
+        VALIDATE,
         validate,
         methods=["POST"],
         response_model=ValidationAnswer,
@@ -223,8 +240,69 @@ def create_app(
         responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": Health}},
     )
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    validate_route = next(route for route in app.routes if getattr(route, "path", "") == VALIDATE)
+    app.add_middleware(ShedWhenFull, pool=pool, route=validate_route, auth_metrics=auth_metrics)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES)
     return app
+
+
+def overloaded(retry_after: float) -> JSONResponse:
+    """Return the answer to a check that cannot be made in time: ``503`` with ``Retry-After``.
+
+    Args:
+        retry_after: Seconds after which a check is likely to be admitted.
+    """
+    return JSONResponse(
+        {"detail": "Too many password checks are pending; try again later.", "code": "overloaded"},
+        status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+        headers={"Retry-After": retry_after_value(max(MIN_RETRY_AFTER_SECONDS, retry_after))},
+    )
+
+
+class ShedWhenFull:
+    """Answers a validation the hash pool would refuse now with ``503``, before reading its body.
+
+    Overload must cost the cores that hash as little as can be: a refused
+    request is answered here, its body neither read nor parsed. A request let
+    through may still be refused by the pool itself, which decides for good.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, pool: HashPool, route: BaseRoute, auth_metrics: AuthMetrics
+    ) -> None:
+        """Wrap ``app``.
+
+        Args:
+            app: The ASGI app.
+            pool: The hash pool whose admission is asked.
+            route: The route of ``POST /auth/validate``, named in the request's log line.
+            auth_metrics: Where the refusals are counted, as ``overloaded`` validations.
+        """
+        self._app = app
+        self._pool = pool
+        self._route = route
+        self._auth_metrics = auth_metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection scope."""
+        if scope["type"] == "http" and scope["path"] == VALIDATE and scope["method"] == "POST":
+            refusal = self._pool.refusal(deadline.get())
+            if refusal is not None:
+                scope["route"] = self._route
+                add_log_fields(scope, outcome=Outcome.OVERLOADED)
+                self._auth_metrics.validations.labels(Outcome.OVERLOADED).inc()
+                await overloaded(refusal.retry_after)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+def hash_pool_of(app: FastAPI) -> HashPool:
+    """Return the hash pool of an app built by :func:`create_app`.
+
+    Args:
+        app: The application.
+    """
+    return app.state.service.authenticator.pool  # type: ignore[no-any-return]
 
 
 def _service(request: Request) -> _Service:
@@ -241,12 +319,17 @@ async def validate(credentials: Credentials, request: Request) -> Response:
 
     Returns:
         ``200`` with ``valid`` and ``subject``; ``429`` or ``503`` with
-        ``Retry-After``; ``503`` without it if the database fails.
+        ``Retry-After``; ``503`` without it if the database fails. A check
+        that cannot finish by the caller's deadline (``X-Time-Budget-Ms``), or
+        whose caller disconnects while it waits for a thread, is not hashed.
     """
     service = _service(request)
     username = credentials.username
     try:
-        validation = await service.authenticator.validate(username, credentials.password)
+        async with watching_for_disconnect(request.receive) as gone:
+            validation = await service.authenticator.validate(
+                username, credentials.password, deadline=deadline.get(), gone=gone
+            )
     except StoreUnavailableError as error:
         _record(service, username, UNAVAILABLE, logging.ERROR, reason=str(error))
         return JSONResponse(
@@ -258,18 +341,13 @@ async def validate(credentials: Credentials, request: Request) -> Response:
         _record(service, username, outcome, logging.INFO)
         return JSONResponse({"valid": outcome is Outcome.VALID, "subject": username})
     _record(service, username, outcome, logging.WARNING)
-    retry_after = retry_after_header(validation.retry_after or 0)
     if outcome is Outcome.LOCKED:
         return JSONResponse(
             {"detail": "Too many failed attempts for this account; try again later."},
             status_code=HTTPStatus.TOO_MANY_REQUESTS,
-            headers={"Retry-After": retry_after},
+            headers={"Retry-After": retry_after_value(validation.retry_after or 0)},
         )
-    return JSONResponse(
-        {"detail": "Too many password checks are pending; try again later."},
-        status_code=HTTPStatus.SERVICE_UNAVAILABLE,
-        headers={"Retry-After": retry_after},
-    )
+    return overloaded(validation.retry_after or 0)
 
 
 def _record(service: _Service, username: str, outcome: str, level: int, **details: str) -> None:

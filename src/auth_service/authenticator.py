@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from auth_service.hash_pool import OverloadedError
+from auth_service.hash_pool import AbandonedError, OverloadedError
 from auth_service.store import Admitted, LockedOut
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
+    from typing import Any
 
     from auth_service.hash_pool import HashPool
     from auth_service.lockout import LockoutPolicy
     from auth_service.store import CredentialStore
 
-OVERLOADED_RETRY_AFTER_SECONDS = 1.0
-"""What an overloaded service asks clients to wait: about the time to drain a full queue."""
+MIN_RETRY_AFTER_SECONDS = 1.0
+"""The least an overloaded service asks clients to wait."""
 
 
 class Outcome(StrEnum):
@@ -28,6 +30,7 @@ class Outcome(StrEnum):
     INVALID = "invalid"
     LOCKED = "locked"
     OVERLOADED = "overloaded"
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,7 @@ class Validation:
     Attributes:
         outcome: How it ended. ``INVALID`` covers unknown users, wrong
             passwords and passwords that cannot be normalised alike.
-        retry_after: For ``LOCKED`` and ``OVERLOADED``, seconds to wait.
+        retry_after: For ``LOCKED``, ``OVERLOADED`` and ``ABANDONED``, seconds to wait.
     """
 
     outcome: Outcome
@@ -49,13 +52,16 @@ class Authenticator:
 
     The steps of a validation, in order:
 
-    1. Take a place in the hash pool, or answer ``OVERLOADED`` at once; an
+    1. Take a place in the hash pool, or answer ``OVERLOADED`` at once when
+       the pool could not finish the check by the caller's deadline; an
        overloaded request counts no failure against the account.
     2. Look the account up: a locked account is answered ``LOCKED`` without
        hashing.
     3. Check the password in the pool. Unknown users, and passwords that
        cannot be normalised, are checked against a dummy hash of the same
-       cost.
+       cost. A check dropped from the queue before it started, because the
+       caller went away or its deadline passed, is ``ABANDONED``: nothing was
+       learned, so nothing is counted.
     4. On failure, count it (an unknown name costs the same write, to a
        shared row), so that every ``INVALID`` costs the same work. On
        success, clear the account's failures if there are any, and store an
@@ -84,13 +90,27 @@ class Authenticator:
         self._policy = policy
         self._clock = clock
 
-    async def validate(self, username: str, password: str) -> Validation:
+    @property
+    def pool(self) -> HashPool:
+        """The hash pool the passwords are checked in."""
+        return self._pool
+
+    async def validate(
+        self,
+        username: str,
+        password: str,
+        *,
+        deadline: float | None = None,
+        gone: asyncio.Future[Any] | None = None,
+    ) -> Validation:
         """Tell whether ``password`` is the password of ``username``.
 
         Args:
             username: The canonical username.
             password: The password as sent, at most ``MAX_PASSWORD_LENGTH``
                 characters; it is normalised before it is checked.
+            deadline: When the caller stops waiting, on the hash pool's clock.
+            gone: Completes when the caller has gone away.
 
         Returns:
             The outcome.
@@ -99,15 +119,23 @@ class Authenticator:
             StoreUnavailableError: If the database fails.
         """
         try:
-            slot = self._pool.reserve()
-        except OverloadedError:
-            return Validation(Outcome.OVERLOADED, OVERLOADED_RETRY_AFTER_SECONDS)
+            slot = self._pool.reserve(deadline)
+        except OverloadedError as error:
+            return Validation(Outcome.OVERLOADED, max(MIN_RETRY_AFTER_SECONDS, error.retry_after))
         with slot:
             attempt = await self._store.look_up(username, now=self._clock(), policy=self._policy)
             if isinstance(attempt, LockedOut):
                 return Validation(Outcome.LOCKED, attempt.retry_after)
             admitted = attempt if isinstance(attempt, Admitted) else None
-            result = await slot.check(admitted.password_hash if admitted else None, password)
+            try:
+                result = await slot.check(
+                    admitted.password_hash if admitted else None,
+                    password,
+                    deadline=deadline,
+                    gone=gone,
+                )
+            except AbandonedError:
+                return Validation(Outcome.ABANDONED, MIN_RETRY_AFTER_SECONDS)
         if admitted is None or not result.matched:
             await self._store.record_failure(username, now=self._clock(), policy=self._policy)
             return Validation(Outcome.INVALID)

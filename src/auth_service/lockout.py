@@ -24,7 +24,6 @@ PostgreSQL cannot disagree on it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -105,8 +104,3 @@ class LockoutPolicy:
         if now >= window_started + self.window_seconds:
             return Counted(failures=1, window_started=now)
         return Counted(failures=failures + 1, window_started=window_started)
-
-
-def retry_after_header(seconds: float) -> str:
-    """Return a ``Retry-After`` value: whole seconds, rounded up, at least 1."""
-    return str(max(1, math.ceil(seconds)))

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.cpus import usable_cores
 from servicekit.database_url import PostgresUrl, SqliteUrl, parse_database_url
 
 DATABASE_URL_SETTING = "AUTH_SERVICE_DATABASE_URL"
-
-
-def _cpu_cores() -> int:
-    return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -25,16 +20,15 @@ class Settings(BaseSettings):
     Hashing and its limits: an argon2id check holds ``argon2_memory_cost`` KiB
     while it runs, and only ``hash_workers`` checks run at once, so hashing
     needs at most ``hash_workers * argon2_memory_cost`` KiB (2 * 19 MiB by
-    default on two cores). Checks beyond that wait in a queue, and
-    ``max_pending_hashes`` caps the running and waiting checks together:
-    past it a request is answered ``503`` with ``Retry-After`` at once rather
-    than queued. A waiting check costs only its request's memory, so the cap
-    bounds latency, not hashing memory: with the default of 64, two cores and
-    about 35 ms a check, the last check in a full queue waits about 1.1 s.
-    Each client has at most one request in flight, so 64 is also the number of
-    concurrent clients that never see a ``503``, twice the 32 that a busy
-    deployment of two cores is sized for. The cap and the pool are per
-    process: with ``serve --workers N``, set ``hash_workers`` to the cores
+    default on two cores). Checks beyond that wait in a queue. The pool
+    measures how long a check takes and admits a check only while the queue
+    ahead of it would start it within ``target_queue_delay_seconds``, and
+    finish it before its caller's deadline (``X-Time-Budget-Ms``): on two
+    cores at about 27 ms a check, a target of 1 s admits about 74 checks.
+    Past that a request is answered ``503`` with ``Retry-After`` at once,
+    before its body is read, rather than queued. ``max_pending_hashes`` caps
+    the running and waiting checks whatever the measurement says. The pool is
+    per process: with ``serve --workers N``, set ``hash_workers`` to the cores
     divided by ``N``.
 
     Attributes:
@@ -48,9 +42,12 @@ class Settings(BaseSettings):
         argon2_time_cost: Argon2id iterations (OWASP minimum: 2).
         argon2_memory_cost: Argon2id memory, in KiB (OWASP minimum: 19456, 19 MiB).
         argon2_parallelism: Argon2id lanes (OWASP minimum: 1).
-        hash_workers: Threads that run argon2id; the number of CPU cores by default.
-        max_pending_hashes: Password checks running or waiting, per process,
-            beyond which requests are answered ``503`` (see above).
+        hash_workers: Threads that run argon2id; by default the CPU cores this
+            process may use (its affinity, and its cgroup's CPU quota).
+        max_pending_hashes: The most password checks running or waiting, per
+            process, whatever the target delay admits (see above).
+        target_queue_delay_seconds: The longest a check should wait for a
+            thread; the admission limit follows from it (see above).
         lockout_threshold: Failed attempts on one account, within the window,
             after which further attempts are refused with ``429``.
         lockout_window_seconds: The window, counted from the first failure in
@@ -67,8 +64,9 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_cost: int = Field(default=19456, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1)
-    hash_workers: int = Field(default_factory=_cpu_cores, ge=1)
-    max_pending_hashes: int = Field(default=64, ge=1)
+    hash_workers: int = Field(default_factory=usable_cores, ge=1)
+    max_pending_hashes: int = Field(default=256, ge=1)
+    target_queue_delay_seconds: float = Field(default=1.0, gt=0)
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_window_seconds: float = Field(default=900.0, gt=0)
 

@@ -63,7 +63,10 @@ def create_app(
     settings = settings or Settings()
     metrics = Metrics()
     user_service = client or FrontendClient(
-        settings.user_service_url, timeout=settings.user_service_timeout, metrics=metrics
+        settings.user_service_url,
+        timeout=settings.user_service_timeout,
+        max_in_flight=settings.user_service_max_in_flight,
+        metrics=metrics,
     )
     # Without a configured secret, each app signs with its own: forms rendered by
     # one process are refused by another (see Settings.csrf_secret).

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import aiohttp
 
+from servicekit.deadlines import BUDGET_HEADER, budget_header, time_limit
 from servicekit.lifecycle import Openable
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
+from servicekit.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     from servicekit.metrics import Metrics
@@ -28,6 +28,21 @@ _REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 # user-service tells an in-flight idempotent request from a taken username by
 # its detail text only (both are 409); see RequestInProgressError.
 _IN_PROGRESS_MARKER = "still in progress"
+# The ``code`` of user-service's answer when it, or auth-service behind it, is overloaded.
+_OVERLOADED_CODE = "overloaded"
+
+DEFAULT_MAX_IN_FLIGHT = 64
+"""Calls to user-service one client has in flight at most, unless told otherwise."""
+
+MIN_CALL_SECONDS = 0.05
+"""The least time worth a call: with less left of the request's budget, none is made."""
+
+SHED_RETRY_AFTER = 1
+"""Seconds to advise waiting when the client refuses a call itself, without making it."""
+
+KEEPALIVE_SECONDS = 4.0
+"""How long an idle pooled connection is kept: below uvicorn's 5 s keep-alive, so that
+the client closes it first and never sends a request on a connection being closed."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,37 @@ class UserServiceUnavailableError(UserServiceError):
     """user-service, or auth-service behind it, could not be reached, timed out, or answered 503."""
 
 
+class SignUpBusyError(UserServiceUnavailableError):
+    """Sign-up is overloaded; trying again after ``retry_after`` seconds is likely to work.
+
+    Raised when user-service answers 503 with ``code`` ``"overloaded"``, and, without
+    calling user-service, when this client already has as many calls in flight
+    as it allows or too little is left of the request's time budget.
+
+    Attributes:
+        called: Whether user-service was asked (False when the client refused the call itself).
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: int | None = None,
+        called: bool = True,
+    ) -> None:
+        """Record what went wrong.
+
+        Args:
+            detail: A readable explanation of the failure.
+            status: The HTTP status of the answer, or None when no call was made.
+            retry_after: Seconds to wait before trying again, from ``Retry-After``.
+            called: Whether user-service was asked.
+        """
+        super().__init__(detail, status=status, retry_after=retry_after)
+        self.called = called
+
+
 _ERRORS_BY_STATUS: dict[int, type[UserServiceError]] = {
     HTTPStatus.UNAUTHORIZED: InvalidCredentialsError,
     HTTPStatus.CONFLICT: UsernameTakenError,
@@ -163,26 +209,43 @@ class FrontendClient(Openable):
 
     Open it with ``async with FrontendClient(url) as client:``, or call
     :meth:`open` and :meth:`close` from an application's lifespan.
+
+    Each call sends user-service its time budget in ``X-Time-Budget-Ms``: the
+    client's own timeout, or less when the request being served has a nearer
+    deadline. At most ``max_in_flight`` calls are in flight at once; one more is
+    refused at once with :class:`SignUpBusyError` rather than queued.
     """
 
     def __init__(
-        self, base_url: str, *, timeout: float = 5.0, metrics: Metrics | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        metrics: Metrics | None = None,
     ) -> None:
         """Configure the client; no connection is made until it is opened.
 
         Args:
             base_url: user-service's base URL, such as ``http://127.0.0.1:8000``.
             timeout: The most seconds a whole request may take.
+            max_in_flight: The most calls in flight at once; the connection pool
+                holds as many connections.
             metrics: Where to count calls to user-service and their duration.
 
         Raises:
-            ValueError: If ``timeout`` is not positive.
+            ValueError: If ``timeout`` is not positive or ``max_in_flight`` is below 1.
         """
         if timeout <= 0:
             msg = f"timeout must be positive, not {timeout}"
             raise ValueError(msg)
+        if max_in_flight < 1:
+            msg = f"max_in_flight must be at least 1, not {max_in_flight}"
+            raise ValueError(msg)
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
         self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
 
@@ -190,6 +253,11 @@ class FrontendClient(Openable):
     def base_url(self) -> str:
         """user-service's base URL, without a trailing slash."""
         return self._base_url
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls to user-service are in flight now."""
+        return self._in_flight
 
     @property
     def is_open(self) -> bool:
@@ -205,8 +273,12 @@ class FrontendClient(Openable):
         if self._session is not None:
             msg = "FrontendClient is already open"
             raise RuntimeError(msg)
+        # As many connections as calls in flight, so that no admitted call waits for one.
+        connector = aiohttp.TCPConnector(
+            limit=self._max_in_flight, keepalive_timeout=KEEPALIVE_SECONDS
+        )
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout)
         )
 
     async def close(self) -> None:
@@ -241,15 +313,31 @@ class FrontendClient(Openable):
             UsernameTakenError: If user-service answers 409 otherwise.
             InvalidRequestError: If user-service answers 422.
             TooManyAttemptsError: If user-service answers 429.
+            SignUpBusyError: If user-service answers 503 because it is overloaded, or,
+                without calling it, if ``max_in_flight`` calls are in flight already
+                or less than :data:`MIN_CALL_SECONDS` is left of the time budget.
             UserServiceUnavailableError: If user-service cannot be reached, times out,
-                or answers 503.
+                or answers another 503.
             UserServiceError: If user-service answers any other error, or a success
                 without a well-formed account.
         """
+        session = self._require_session()
+        limit = time_limit(self._timeout)
+        if limit < MIN_CALL_SECONDS or self._in_flight >= self._max_in_flight:
+            self._count("shed")
+            reason = (
+                f"{self._max_in_flight} calls to user-service are in flight already"
+                if limit >= MIN_CALL_SECONDS
+                else f"{max(limit, 0):.3f} s left of the time budget is too little for a call"
+            )
+            raise SignUpBusyError(reason, retry_after=SHED_RETRY_AFTER, called=False)
+        self._in_flight += 1
         started = time.perf_counter()
         outcome = "error"
         try:
-            account = await self._create_account(username, password, idempotency_key)
+            account = await self._create_account(
+                session, limit, username, password, idempotency_key
+            )
         except UserServiceError as error:
             outcome = type(error).__name__
             raise
@@ -257,29 +345,40 @@ class FrontendClient(Openable):
             outcome = "replayed" if account.replayed else "created"
             return account
         finally:
-            if self._metrics is not None:
-                self._metrics.upstream_calls.labels(UPSTREAM, outcome).inc()
-                self._metrics.upstream_seconds.labels(UPSTREAM).observe(
-                    time.perf_counter() - started
-                )
+            self._in_flight -= 1
+            self._count(outcome, time.perf_counter() - started)
+
+    def _count(self, outcome: str, seconds: float | None = None) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.upstream_calls.labels(UPSTREAM, outcome).inc()
+        if seconds is not None:
+            self._metrics.upstream_seconds.labels(UPSTREAM).observe(seconds)
 
     async def _create_account(
-        self, username: str, password: str, idempotency_key: str | None
+        self,
+        session: aiohttp.ClientSession,
+        limit: float,
+        username: str,
+        password: str,
+        idempotency_key: str | None,
     ) -> Account:
-        session = self._require_session()
         url = f"{self._base_url}/accounts"
-        headers: dict[str, str] = {}
+        headers = {BUDGET_HEADER: budget_header(limit)}
         if idempotency_key is not None:
             headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
         if (rid := request_id.get()) is not None:
             headers[REQUEST_ID_HEADER] = rid
         try:
             async with session.post(
-                url, json={"username": username, "password": password}, headers=headers
+                url,
+                json={"username": username, "password": password},
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=limit),
             ) as response:
                 body = await response.read()
         except TimeoutError as exc:
-            detail = f"user-service at {self._base_url} did not answer within {self._timeout} s"
+            detail = f"user-service at {self._base_url} did not answer within {limit:.3g} s"
             raise UserServiceUnavailableError(detail) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             detail = f"connection to user-service at {self._base_url} failed: {exc}"
@@ -294,7 +393,9 @@ class FrontendClient(Openable):
             replayed = response.headers.get(_REPLAYED_HEADER, "").strip().lower() == "true"
             return _account_from(payload, status, replayed=replayed)
         detail = _error_detail(payload, response.reason or f"HTTP {status}")
-        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == HTTPStatus.SERVICE_UNAVAILABLE and _is_overloaded(payload):
+            raise SignUpBusyError(detail, status=status, retry_after=retry_after)
         if status == HTTPStatus.UNPROCESSABLE_ENTITY:
             raise InvalidRequestError(
                 detail, status=status, retry_after=retry_after, field_errors=_field_errors(payload)
@@ -385,16 +486,5 @@ def _field_error(item: object) -> FieldError | None:
     return FieldError(field=".".join(parts), message=msg)
 
 
-def _parse_retry_after(value: str | None) -> int | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return int(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0, round((when - datetime.now(UTC)).total_seconds()))
+def _is_overloaded(payload: object) -> bool:
+    return isinstance(payload, dict) and payload.get("code") == _OVERLOADED_CODE

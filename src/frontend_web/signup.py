@@ -15,6 +15,7 @@ from frontend_web.client import (
     InvalidCredentialsError,
     InvalidRequestError,
     RequestInProgressError,
+    SignUpBusyError,
     TooManyAttemptsError,
     UsernameTakenError,
     UserServiceError,
@@ -34,6 +35,9 @@ IDEMPOTENCY_KEY_FIELD = "idempotency_key"
 
 IN_FLIGHT_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.5)
 """Seconds to wait before each retry of a submission whose twin is still running."""
+
+BUSY_RETRY_AFTER = 1
+"""Seconds advised in ``Retry-After`` for an overloaded sign-up when user-service gave none."""
 
 INVALID_CREDENTIALS = "Invalid credentials. Check your username and password, then try again"
 USERNAME_TAKEN = "That username is already taken"
@@ -186,7 +190,7 @@ async def submit(
     raise AssertionError  # pragma: no cover - the loop returns
 
 
-def outcome_of(error: UserServiceError) -> Outcome:
+def outcome_of(error: UserServiceError) -> Outcome:  # noqa: PLR0911 - one answer per failure
     """Return the outcome to show for a failed request to user-service.
 
     Args:
@@ -210,6 +214,19 @@ def outcome_of(error: UserServiceError) -> Outcome:
             HTTPStatus.TOO_MANY_REQUESTS,
             problems=(Problem(too_many_attempts(error.retry_after)),),
             retry_after=error.retry_after,
+        )
+    if isinstance(error, SignUpBusyError):
+        _logger.warning(
+            "sign-up busy: %s",
+            error,
+            extra={"upstream_status": error.status, "upstream_called": error.called},
+        )
+        retry_after = BUSY_RETRY_AFTER if error.retry_after is None else max(1, error.retry_after)
+        return Outcome(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            problems=(Problem(busy(error.retry_after)),),
+            keep_key=True,
+            retry_after=retry_after,
         )
     if isinstance(error, UserServiceUnavailableError) or error.status in _UNAVAILABLE_STATUSES:
         _logger.warning("sign-up unavailable: %s", error, extra={"upstream_status": error.status})
@@ -236,6 +253,21 @@ def too_many_attempts(retry_after: int | None) -> str:
         return "Too many attempts, try again later"
     minutes = max(1, math.ceil(retry_after / 60))
     return f"Too many attempts, try again in {minutes} minute{'' if minutes == 1 else 's'}"
+
+
+def busy(retry_after: int | None) -> str:
+    """Return the message for an overloaded sign-up.
+
+    Args:
+        retry_after: Seconds to wait, from ``Retry-After``, if user-service said.
+
+    Returns:
+        The message, with the wait in whole seconds, at least one.
+    """
+    if retry_after is None:
+        return "Sign-up is busy, please try again in a moment"
+    seconds = max(1, retry_after)
+    return f"Sign-up is busy, please try again in {seconds} second{'' if seconds == 1 else 's'}"
 
 
 def _field_problem(error: FieldError) -> Problem:

@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from servicekit.deadlines import budget_in, deadline
 from servicekit.logs import request_id
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ def incoming_request_id(scope: Scope) -> str:
 class ServiceMiddleware:
     """Gives each request an id, refuses oversized bodies, and logs and counts every request.
 
+    - The caller's time budget (:data:`servicekit.deadlines.BUDGET_HEADER`), if
+      it sent one, becomes :data:`servicekit.deadlines.deadline` for the calls
+      the request makes further on.
     - The id comes from ``X-Request-ID`` when well formed (1-128 characters of
       letters, digits and ``._:-``), else a new one is made; it is returned in
       the response and set in :data:`servicekit.logs.request_id` for the logs
@@ -71,6 +75,8 @@ class ServiceMiddleware:
             return
         rid = incoming_request_id(scope)
         token = request_id.set(rid)
+        budget = budget_in(scope.get("headers", ()))
+        deadline_token = deadline.set(None if budget is None else time.monotonic() + budget)
         started = time.perf_counter()
         status = 500
         received = 0
@@ -110,6 +116,7 @@ class ServiceMiddleware:
                 await self._app(scope, limited_receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
+            deadline.reset(deadline_token)
             request_id.reset(token)
 
     @staticmethod

@@ -1,4 +1,12 @@
-"""The credentials check: the port user-service needs, and the auth-service client filling it."""
+"""The credentials check: the port user-service needs, and the auth-service client filling it.
+
+:class:`AuthClient` asks auth-service's ``POST /auth/validate`` over one
+aiohttp ``ClientSession``, with keep-alive connections dropped before
+auth-service's own keep-alive timeout. Each call carries the time it may
+still take in ``X-Time-Budget-Ms``; a call that cannot be had in time, or
+one more than the calls allowed in flight, is refused at once with
+:class:`AuthServiceOverloadedError`, without calling.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +14,34 @@ import asyncio
 import json
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from servicekit.http_client import (
-    ConnectError,
-    HttpClient,
-    ProtocolError,
-    ResponseTimeoutError,
-)
+import aiohttp
+from yarl import URL
+
+from servicekit.deadlines import BUDGET_HEADER, budget_header, time_limit
 from servicekit.lifecycle import Openable
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
+from servicekit.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
+    import ssl
+    from types import SimpleNamespace
+
     from servicekit.metrics import Metrics
 
 UPSTREAM = "auth-service"
+VALIDATE_PATH = "/auth/validate"
+MAX_ANSWER_BYTES = 64 * 1024
+"""The largest answer read from auth-service; a verdict takes a few dozen bytes."""
+
+RATE_LIMITED_RETRY_AFTER = 60
+"""Seconds to wait after a ``429`` that gives no readable ``Retry-After``."""
+
+OVERLOADED_RETRY_AFTER = 1
+"""Seconds to wait after a ``503`` that gives no readable ``Retry-After``, or a refused call."""
 
 
 class CredentialsVerifier(Protocol):
@@ -69,18 +89,76 @@ class AuthServiceRateLimitedError(AuthServiceError):
         self.retry_after = retry_after
 
 
+class AuthServiceOverloadedError(AuthServiceError):
+    """No credential check can be had in time now: auth-service, or the way to it, is overloaded.
+
+    Attributes:
+        retry_after: Seconds after which a check is likely to be accepted.
+    """
+
+    def __init__(self, retry_after: int, reason: str = "auth-service is overloaded") -> None:
+        """Record when to try again.
+
+        Args:
+            retry_after: Seconds after which to try again, at least 1.
+            reason: What was overloaded, for the logs.
+        """
+        super().__init__(f"{reason}; retry after {retry_after} s")
+        self.retry_after = max(1, retry_after)
+
+
+@dataclass
+class _Attempt:
+    """What one request learned of its connection, through aiohttp's tracing."""
+
+    reused: bool = False
+
+
+class _ClosedWithoutAnswerError(Exception):
+    """The connection ended before the status line and headers of the answer came."""
+
+    def __init__(self, *, reused: bool) -> None:
+        super().__init__("auth-service closed the connection without answering")
+        self.reused = reused
+
+
+async def _mark_reused(
+    _session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    _params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    attempt: _Attempt = context.trace_request_ctx
+    attempt.reused = True
+
+
 class AuthClient(Openable):
     """Production verifier: asks auth-service's ``POST /auth/validate``.
 
-    Its keep-alive connections serve every call. Open it once (``open()`` or
-    ``async with``), typically in the app's lifespan, and close it there. It
-    uses :class:`servicekit.http_client.HttpClient`, which took a sixth of the
-    CPU aiohttp took a call (and aiohttp a seventh of what httpx took).
+    Open it once (``open()`` or ``async with``), typically in the app's
+    lifespan, and close it there: ``open()`` makes one aiohttp
+    ``ClientSession`` whose connector keeps the connections alive between
+    calls, and drops one left idle for ``keepalive`` seconds, before
+    auth-service's own keep-alive timeout (uvicorn's is 5 s) could close it
+    under a request.
+
+    Each call's time limit is ``timeout``, or less when the request being
+    served has less of its time budget left
+    (:func:`servicekit.deadlines.time_limit`). It covers the whole call:
+    waiting for a connection, connecting (at most ``connect_timeout``), the
+    answer, and any retry. What is left of it is sent to auth-service in
+    ``X-Time-Budget-Ms``. A call is refused at once, without calling, with
+    :class:`AuthServiceOverloadedError`, when less than ``min_budget`` seconds
+    are left, and when ``max_in_flight`` calls are in flight already: excess
+    load is shed, not queued.
 
     A call is retried only when its request was never sent (connection
     refused, connect timeout), at most ``retries`` times with jittered
-    exponential backoff; never after the request may have reached
-    auth-service.
+    exponential backoff, never after a read timeout; and once, at once, when
+    a reused keep-alive connection closes before any answer came (the server
+    closed it while idle, so it never read the request). A fresh connection
+    closed that way is not retried: the request may have been processed. An
+    answer is never retried: a ``503`` (auth-service overloaded) becomes
+    :class:`AuthServiceOverloadedError` with its ``Retry-After``.
     """
 
     def __init__(  # noqa: PLR0913
@@ -91,38 +169,85 @@ class AuthClient(Openable):
         timeout: float = 3.0,
         retries: int = 2,
         backoff: float = 0.05,
+        keepalive: float = 4.0,
+        min_budget: float = 0.05,
+        max_in_flight: int = 64,
+        max_connections: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """Prepare a client; nothing is opened until :meth:`open`.
 
         Args:
             base_url: Base URL of auth-service, e.g. ``http://127.0.0.1:8001``.
-            connect_timeout: Seconds allowed to connect.
+            connect_timeout: Seconds allowed to connect (and, over TLS, to shake hands).
             timeout: Seconds allowed for a whole call.
             retries: Retries of a call whose request was never sent.
             backoff: Seconds before the first retry; doubled for each next, with jitter.
+            keepalive: Seconds an idle connection is kept for the next call.
+            min_budget: The least time worth calling with; with less left, the call is refused.
+            max_in_flight: The most calls in flight at once; one more is refused.
+            max_connections: The most connections open at once; ``max_in_flight`` when
+                omitted, so that no call waits for a connection.
+            ssl_context: Trust and client certificate for ``https://``; the system's
+                default trust when omitted.
             metrics: Where to count calls and their duration.
+
+        Raises:
+            ValueError: If ``base_url`` is not an ``http://`` or ``https://`` URL with a
+                host, or ``max_in_flight`` or ``max_connections`` is below 1.
         """
-        self._http = HttpClient(
-            base_url, connect_timeout=connect_timeout, timeout=timeout, user_agent="user-service"
-        )
+        url = URL(base_url.strip())
+        if url.scheme not in {"http", "https"} or not url.host:
+            msg = "the base URL of auth-service must be http:// or https:// with a host"
+            raise ValueError(msg)
+        if max_in_flight < 1 or (max_connections is not None and max_connections < 1):
+            msg = "max_in_flight and max_connections must be at least 1"
+            raise ValueError(msg)
+        self._url = url.with_path(url.raw_path.rstrip("/") + VALIDATE_PATH, encoded=True)
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
+        self._keepalive = keepalive
+        self._min_budget = min_budget
+        self._max_in_flight = max_in_flight
+        self._max_connections = max_in_flight if max_connections is None else max_connections
+        self._ssl_context = ssl_context
         self._metrics = metrics
+        self._in_flight = 0
+        self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        """Make the client ready for calls."""
-        await self._http.open()
+        """Make the client ready for calls: open its session (once)."""
+        if self._session is not None:
+            return
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_reuseconn.append(_mark_reused)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            keepalive_timeout=self._keepalive,
+            ssl=True if self._ssl_context is None else self._ssl_context,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": "user-service", "Accept-Encoding": "identity"},
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[tracing],
+        )
 
     async def close(self) -> None:
-        """Close its connections."""
-        await self._http.close()
+        """Close its session and connections; calls after this raise ``RuntimeError``."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def validate_credentials(self, username: str, password: str) -> bool:
         """Ask auth-service whether the credentials are valid.
 
         Only the ``valid`` field of the answer is read. The current request id
-        is forwarded in ``X-Request-ID``.
+        is forwarded in ``X-Request-ID``, the time the call may take in
+        ``X-Time-Budget-Ms``.
 
         Args:
             username: The username to check.
@@ -133,15 +258,18 @@ class AuthClient(Openable):
 
         Raises:
             RuntimeError: If the client is not open.
+            AuthServiceOverloadedError: If auth-service answered 503, or the call was
+                refused without calling: too little time left, or too many calls in flight.
             AuthServiceUnavailableError: If auth-service could not be reached.
             AuthServiceTimeoutError: If auth-service did not answer in time.
             AuthServiceRateLimitedError: If auth-service answered 429.
-            AuthServiceBadResponseError: If the answer was not a ``200`` with a boolean ``valid``.
+            AuthServiceBadResponseError: If the answer was not a ``200`` with a boolean
+                ``valid``, or the connection closed without one.
         """
         started = time.perf_counter()
         outcome = "error"
         try:
-            valid = await self._call_with_retries(username, password)
+            valid = await self._validate(username, password)
             outcome = "valid" if valid else "invalid"
         except AuthServiceError as error:
             outcome = type(error).__name__
@@ -155,52 +283,141 @@ class AuthClient(Openable):
                     time.perf_counter() - started
                 )
 
-    async def _call_with_retries(self, username: str, password: str) -> bool:
-        for attempt in range(self._retries + 1):
-            try:
-                return await self._call(username, password)
-            except AuthServiceUnavailableError:
-                if attempt == self._retries:
-                    raise
-                delay = self._backoff * 2**attempt
-                await asyncio.sleep(random.uniform(delay / 2, delay * 3 / 2))  # noqa: S311
-        raise AssertionError  # pragma: no cover - the loop returns or raises
-
-    async def _call(self, username: str, password: str) -> bool:
+    async def _validate(self, username: str, password: str) -> bool:
+        session = self._session
+        if session is None:
+            msg = "the AuthClient is not open: call open() or use it in an 'async with' block"
+            raise RuntimeError(msg)
+        limit = time_limit(self._timeout)
+        if limit < self._min_budget:
+            raise AuthServiceOverloadedError(
+                OVERLOADED_RETRY_AFTER, reason="too little of the request's time budget is left"
+            )
+        if self._in_flight >= self._max_in_flight:
+            raise AuthServiceOverloadedError(
+                OVERLOADED_RETRY_AFTER,
+                reason=f"{self._max_in_flight} calls to auth-service are in flight already",
+            )
         headers = {"Content-Type": "application/json"}
         if (rid := request_id.get()) is not None:
             headers[REQUEST_ID_HEADER] = rid
         body = json.dumps({"username": username, "password": password}).encode()
+        self._in_flight += 1
         try:
-            response = await self._http.post("/auth/validate", body, headers=headers)
-        except ConnectError as error:
+            return await self._call_with_retries(session, body, headers, limit=limit)
+        finally:
+            self._in_flight -= 1
+
+    async def _call_with_retries(
+        self,
+        session: aiohttp.ClientSession,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        limit: float,
+    ) -> bool:
+        deadline = time.monotonic() + limit
+        retries_left = self._retries
+        reused_retry_left = True
+        left = limit
+        while True:
+            try:
+                return await self._call(session, body, headers, left)
+            except _ClosedWithoutAnswerError as closed:
+                if closed.reused and reused_retry_left and self._time_left(deadline):
+                    reused_retry_left = False
+                    left = deadline - time.monotonic()
+                    continue
+                msg = "auth-service closed the connection without answering"
+                raise AuthServiceBadResponseError(msg) from closed.__cause__
+            except AuthServiceUnavailableError:
+                if retries_left == 0:
+                    raise
+                delay = self._backoff * 2 ** (self._retries - retries_left)
+                pause = random.uniform(delay / 2, delay * 3 / 2)  # noqa: S311
+                if not self._time_left(deadline, after=pause):
+                    raise
+                retries_left -= 1
+                await asyncio.sleep(pause)
+                left = deadline - time.monotonic()
+
+    def _time_left(self, deadline: float, *, after: float = 0.0) -> bool:
+        """Whether, ``after`` seconds from now, ``min_budget`` is left before ``deadline``."""
+        return deadline - time.monotonic() - after >= self._min_budget
+
+    async def _call(
+        self,
+        session: aiohttp.ClientSession,
+        body: bytes,
+        headers: dict[str, str],
+        left: float,
+    ) -> bool:
+        timeout = aiohttp.ClientTimeout(total=left, sock_connect=min(self._connect_timeout, left))
+        attempt = _Attempt()
+        answered = False
+        try:
+            async with session.post(
+                self._url,
+                data=body,
+                headers={**headers, BUDGET_HEADER: budget_header(left)},
+                timeout=timeout,
+                allow_redirects=False,
+                trace_request_ctx=attempt,
+            ) as response:
+                answered = True
+                answer = await _read(response)
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except aiohttp.ConnectionTimeoutError as error:
+            msg = "auth-service could not be reached in time"
+            raise AuthServiceUnavailableError(msg) from error
+        except aiohttp.ClientConnectorError as error:  # refused, unreachable, TLS refused
             msg = "auth-service could not be reached"
             raise AuthServiceUnavailableError(msg) from error
-        except ResponseTimeoutError as error:
+        except TimeoutError as error:
             msg = "auth-service did not answer in time"
             raise AuthServiceTimeoutError(msg) from error
-        except ProtocolError as error:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+            if answered:
+                msg = "auth-service closed the connection half-way through its answer"
+                raise AuthServiceBadResponseError(msg) from error
+            raise _ClosedWithoutAnswerError(reused=attempt.reused) from error
+        except aiohttp.ClientError as error:
             msg = "auth-service sent a broken answer"
             raise AuthServiceBadResponseError(msg) from error
-        if response.status == 429:  # noqa: PLR2004
-            raise AuthServiceRateLimitedError(_seconds(response.headers.get("retry-after")))
-        if response.status != 200:  # noqa: PLR2004
-            msg = f"auth-service answered HTTP {response.status}"
-            raise AuthServiceBadResponseError(msg)
-        try:
-            answer = json.loads(response.body)
-        except ValueError as error:
-            msg = "auth-service sent a broken answer"
-            raise AuthServiceBadResponseError(msg) from error
-        valid = answer.get("valid") if isinstance(answer, dict) else None
-        if not isinstance(valid, bool):
-            msg = "auth-service's answer has no boolean 'valid'"
-            raise AuthServiceBadResponseError(msg)
-        return valid
+        return _verdict(status, retry_after, answer)
 
 
-def _seconds(retry_after: str | None, default: int = 60) -> int:
-    """Read a ``Retry-After`` header given in seconds; ``default`` if absent or unreadable."""
-    if retry_after is not None and retry_after.strip().isdigit():
-        return int(retry_after)
-    return default
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """Read the body of ``response``, refusing one over :data:`MAX_ANSWER_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            msg = f"auth-service's answer is over {MAX_ANSWER_BYTES} bytes"
+            raise AuthServiceBadResponseError(msg)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _verdict(status: int, retry_after: str | None, body: bytes) -> bool:
+    """Read auth-service's answer: its verdict, or the error it stands for."""
+    if status == 429:  # noqa: PLR2004
+        seconds = parse_retry_after(retry_after)
+        raise AuthServiceRateLimitedError(RATE_LIMITED_RETRY_AFTER if seconds is None else seconds)
+    if status == 503:  # noqa: PLR2004
+        seconds = parse_retry_after(retry_after)
+        raise AuthServiceOverloadedError(OVERLOADED_RETRY_AFTER if seconds is None else seconds)
+    if status != 200:  # noqa: PLR2004
+        msg = f"auth-service answered HTTP {status}"
+        raise AuthServiceBadResponseError(msg)
+    try:
+        answer = json.loads(body)
+    except ValueError as error:
+        msg = "auth-service sent a broken answer"
+        raise AuthServiceBadResponseError(msg) from error
+    valid = answer.get("valid") if isinstance(answer, dict) else None
+    if not isinstance(valid, bool):
+        msg = "auth-service's answer has no boolean 'valid'"
+        raise AuthServiceBadResponseError(msg)
+    return valid

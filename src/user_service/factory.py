@@ -59,6 +59,9 @@ def create_app(
             connect_timeout=settings.auth_connect_timeout,
             timeout=settings.auth_timeout,
             retries=settings.auth_retries,
+            keepalive=settings.auth_keepalive_seconds,
+            min_budget=settings.auth_min_budget_seconds,
+            max_in_flight=settings.auth_max_in_flight,
             metrics=metrics,
         )
     if account_store is None:
@@ -84,6 +87,7 @@ def create_app(
     app.include_router(routes.router)
     app.add_exception_handler(AuthServiceError, routes.upstream_failure)
     app.add_exception_handler(AccountStoreUnavailableError, routes.store_unavailable)
+    app.add_exception_handler(routes.ClientGoneError, routes.client_gone)
     app.add_exception_handler(RequestValidationError, routes.invalid_request)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

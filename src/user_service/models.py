@@ -47,6 +47,13 @@ class AccountResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Body of an error answer."""
+    """Body of an error answer.
+
+    Attributes:
+        detail: For a person to read.
+        code: For a program to read, when the status alone does not say it:
+            ``overloaded`` for a ``503`` that ``Retry-After`` will cure.
+    """
 
     detail: str
+    code: str | None = None

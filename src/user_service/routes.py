@@ -1,5 +1,6 @@
 """The HTTP endpoints of user-service."""
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request,
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
 
+from servicekit.disconnects import watching_for_disconnect
 from servicekit.middleware import add_log_fields
 from user_service.accounts import (
     Claimed,
@@ -22,6 +24,7 @@ from user_service.accounts import (
 from user_service.auth_client import (
     AuthServiceBadResponseError,
     AuthServiceError,
+    AuthServiceOverloadedError,
     AuthServiceRateLimitedError,
     AuthServiceTimeoutError,
     AuthServiceUnavailableError,
@@ -127,7 +130,8 @@ async def create_account(
     """
     # The collaborators are read here rather than through a dependency: on this
     # hot path, each dependency FastAPI solves costs as much as a database write.
-    account, replayed = await register(service_state_of(request.app), payload, key)
+    async with watching_for_disconnect(request.receive) as gone:
+        account, replayed = await register(service_state_of(request.app), payload, key, gone=gone)
     add_log_fields(request.scope, account_id=account.id, replayed=replayed)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -135,7 +139,11 @@ async def create_account(
 
 
 async def register(
-    state: ServiceState, payload: CreateAccountRequest, key: str | None = None
+    state: ServiceState,
+    payload: CreateAccountRequest,
+    key: str | None = None,
+    *,
+    gone: asyncio.Future[None] | None = None,
 ) -> tuple[UserAccount, bool]:
     """Create an account after validating credentials, honouring an idempotency key.
 
@@ -143,6 +151,8 @@ async def register(
         state: The collaborators to use.
         payload: The request, with its username canonical.
         key: The request's ``Idempotency-Key``, if any.
+        gone: Completes when the client has gone away; the credential check
+            is then given up, so auth-service hashes nothing for it.
 
     Returns:
         The account, and whether it was created by an earlier request with ``key``.
@@ -151,6 +161,7 @@ async def register(
         HTTPException: If credentials are invalid (401), the username is taken
             or the key is in use by an unfinished request (409), or the key was
             used with another username (422).
+        ClientGoneError: If the client went away during the credential check.
     """
     store = state.account_store
     claim = None
@@ -172,7 +183,7 @@ async def register(
             case Claimed():
                 pass
     try:
-        account = await _verify_then_create(state, payload, claim)
+        account = await _verify_then_create(state, payload, claim, gone)
     except BaseException:
         if claim is not None:
             await store.release(claim)
@@ -180,10 +191,28 @@ async def register(
     return account, False
 
 
+class ClientGoneError(Exception):
+    """The client went away before its credentials were checked; nothing was created."""
+
+
 async def _verify_then_create(
-    state: ServiceState, payload: CreateAccountRequest, claim: IdempotencyClaim | None
+    state: ServiceState,
+    payload: CreateAccountRequest,
+    claim: IdempotencyClaim | None,
+    gone: asyncio.Future[None] | None,
 ) -> UserAccount:
-    if not await state.auth_verifier.validate_credentials(payload.username, payload.password):
+    check = state.auth_verifier.validate_credentials(payload.username, payload.password)
+    if gone is None:
+        valid = await check
+    else:
+        verdict = asyncio.ensure_future(check)
+        watched: set[asyncio.Future[Any]] = {verdict, gone}
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if not verdict.done():
+            verdict.cancel()
+            raise ClientGoneError
+        valid = verdict.result()
+    if not valid:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid credentials")
     try:
         return await state.account_store.create(payload.username, idempotency=claim)
@@ -239,7 +268,21 @@ async def metrics(state: Annotated[ServiceState, Depends(service_state)]) -> Res
 
 
 async def upstream_failure(_: Request, error: Exception) -> JSONResponse:
-    """Answer a failed call to auth-service with 429, 502, 503 or 504, never 500 or 401."""
+    """Answer a failed call to auth-service with 429, 502, 503 or 504, never 500 or 401.
+
+    Overload, auth-service's or on the way to it, is a 503 with the
+    ``Retry-After`` auth-service gave and ``"code": "overloaded"``.
+    """
+    if isinstance(error, AuthServiceOverloadedError):
+        return JSONResponse(
+            {
+                "detail": "Sign-up is busy; no account was created. "
+                f"Try again in {error.retry_after} s.",
+                "code": "overloaded",
+            },
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(error.retry_after)},
+        )
     if isinstance(error, AuthServiceRateLimitedError):
         return JSONResponse(
             {"detail": "Too many failed attempts for this account; try again later."},
@@ -256,6 +299,16 @@ async def upstream_failure(_: Request, error: Exception) -> JSONResponse:
         else None
     )
     return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged for a request whose client went away first (nobody receives it)."""
+
+
+async def client_gone(_: Request, error: Exception) -> JSONResponse:
+    """Close a request whose client went away during the credential check; log it as 499."""
+    del error
+    return JSONResponse({"detail": "The client went away."}, status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def store_unavailable(_: Request, error: Exception) -> JSONResponse:

@@ -20,6 +20,13 @@ class Settings(BaseSettings):
         auth_connect_timeout: Seconds allowed to connect to auth-service.
         auth_timeout: Seconds allowed for a whole call to auth-service.
         auth_retries: Retries of a call to auth-service that was never sent.
+        auth_keepalive_seconds: How long an idle connection to auth-service is kept
+            for the next call; below auth-service's own keep-alive timeout (uvicorn's
+            is 5 s), so that it never closes one under a request.
+        auth_min_budget_seconds: The least time worth calling auth-service with; a
+            request with less of its time budget left is refused with 503 at once.
+        auth_max_in_flight: The most calls to auth-service in flight at once, per
+            worker process; one more is refused with 503 at once.
         database_url: Where accounts are kept: ``sqlite:///PATH`` or
             ``postgresql://...`` (``USER_SERVICE_DATABASE_URL``).
         idempotency_ttl_seconds: How long an ``Idempotency-Key`` is remembered.
@@ -34,6 +41,9 @@ class Settings(BaseSettings):
     auth_connect_timeout: float = Field(default=1.0, gt=0)
     auth_timeout: float = Field(default=3.0, gt=0)
     auth_retries: int = Field(default=2, ge=0, le=5)
+    auth_keepalive_seconds: float = Field(default=4.0, gt=0)
+    auth_min_budget_seconds: float = Field(default=0.05, gt=0)
+    auth_max_in_flight: int = Field(default=64, ge=1)
     database_url: str = "sqlite:///var/user-service.db"
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     idempotency_lease_seconds: int = Field(default=60, gt=0)

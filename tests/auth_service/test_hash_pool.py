@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from auth_service.hash_pool import HashPool, OverloadedError
+from auth_service.hash_pool import AbandonedError, HashPool, OverloadedError
 from auth_service.passwords import CheckResult, PasswordHashing
 
 if TYPE_CHECKING:
@@ -98,3 +99,201 @@ async def test_a_place_runs_one_check(pool: HashPool, hashing: GatedHashing) -> 
 
         with pytest.raises(RuntimeError, match="one check"):
             await slot.check(None, "secret")
+
+
+class CountedHashing(PasswordHashing):
+    """Checks that count themselves and, gated, wait until the test lets them finish."""
+
+    def __init__(self, settings: Settings, *, gated: bool = False) -> None:
+        super().__init__(settings)
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.started = threading.Event()
+        self.checks = 0
+
+    def check(self, password_hash: str | None, password: str) -> CheckResult:
+        self.checks += 1
+        self.started.set()
+        self.gate.wait(timeout=10)
+        return super().check(password_hash, password)
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedHashing(PasswordHashing):
+    """Checks that each take ``seconds`` on a :class:`SteppedClock`."""
+
+    def __init__(self, settings: Settings, clock: SteppedClock, seconds: float) -> None:
+        super().__init__(settings)
+        self._clock = clock
+        self.seconds = seconds
+
+    def dummy_hash(self) -> str:
+        self._clock.now += self.seconds
+        return super().dummy_hash()
+
+    def check(self, password_hash: str | None, password: str) -> CheckResult:
+        self._clock.now += self.seconds
+        return super().check(password_hash, password)
+
+
+async def test_the_limit_is_what_the_threads_start_within_the_target_delay(
+    sqlite_settings: Settings,
+) -> None:
+    clock = SteppedClock()
+    hashing = TimedHashing(sqlite_settings, clock, seconds=0.05)
+    pool = HashPool(hashing, workers=2, max_pending=500, target_delay=1.0, clock=clock)
+    await pool.open()
+    try:
+        assert pool.check_seconds == pytest.approx(0.05)
+        assert pool.limit == 40
+
+        stored = hashing.hash("secret")
+        hashing.seconds = 0.2  # the machine got slower: fewer checks fit in the target
+        for _ in range(60):
+            with pool.reserve() as slot:
+                await slot.check(stored, "secret")
+
+        assert pool.check_seconds == pytest.approx(0.2, rel=0.01)
+        assert pool.limit == 10
+    finally:
+        pool.close()
+
+
+async def test_the_limit_stays_within_the_cap_and_at_least_one_check_per_thread(
+    sqlite_settings: Settings,
+) -> None:
+    clock = SteppedClock()
+    fast = HashPool(
+        TimedHashing(sqlite_settings, clock, 0.001), workers=2, max_pending=64, clock=clock
+    )
+    slow = HashPool(
+        TimedHashing(sqlite_settings, clock, 5.0), workers=2, max_pending=64, clock=clock
+    )
+    await fast.open()
+    await slow.open()
+    try:
+        assert (fast.limit, slow.limit) == (64, 2)
+    finally:
+        fast.close()
+        slow.close()
+
+
+async def test_a_check_that_cannot_finish_by_its_deadline_is_refused_at_once(
+    sqlite_settings: Settings,
+) -> None:
+    clock = SteppedClock()
+    pool = HashPool(
+        TimedHashing(sqlite_settings, clock, 0.1), workers=1, max_pending=100, clock=clock
+    )
+    await pool.open()
+    try:
+        with pool.reserve(deadline=clock.now + 0.15), pool.reserve(deadline=clock.now + 0.25):
+            # Two ahead on one thread: this one would finish 0.3 s from now.
+            with pytest.raises(OverloadedError) as refused:
+                pool.reserve(deadline=clock.now + 0.25)
+            assert refused.value.retry_after == pytest.approx(0.2)
+            with pool.reserve(deadline=clock.now + 0.35):
+                assert pool.pending == 3
+    finally:
+        pool.close()
+
+
+async def test_a_queued_check_whose_deadline_passes_is_never_hashed(
+    sqlite_settings: Settings,
+) -> None:
+    hashing = CountedHashing(sqlite_settings, gated=True)
+    pool = HashPool(hashing, workers=1, max_pending=10)
+    await pool.open()
+    try:
+        first = asyncio.create_task(_check(pool))
+        await asyncio.to_thread(hashing.started.wait, 5)
+        loop = asyncio.get_running_loop()
+
+        with pool.reserve() as slot:
+            waited = loop.time()
+            with pytest.raises(AbandonedError):
+                await slot.check(None, "secret", deadline=time.monotonic() + 0.2)
+            waited = loop.time() - waited
+
+        hashing.gate.set()
+        await first
+        await _drained(pool)
+        assert hashing.checks == 1
+        assert 0.15 < waited < 5
+    finally:
+        hashing.gate.set()
+        pool.close()
+
+
+async def test_a_queued_check_whose_caller_goes_is_never_hashed(
+    sqlite_settings: Settings,
+) -> None:
+    hashing = CountedHashing(sqlite_settings, gated=True)
+    pool = HashPool(hashing, workers=1, max_pending=10)
+    await pool.open()
+    try:
+        first = asyncio.create_task(_check(pool))
+        await asyncio.to_thread(hashing.started.wait, 5)
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        with pool.reserve() as slot:
+            second = asyncio.create_task(slot.check(None, "secret", gone=gone))
+            await asyncio.sleep(0)
+            gone.set_result(None)
+            with pytest.raises(AbandonedError):
+                await second
+
+        hashing.gate.set()
+        await first
+        await _drained(pool)
+        assert hashing.checks == 1
+    finally:
+        hashing.gate.set()
+        pool.close()
+
+
+async def test_a_running_check_goes_on_to_its_result_when_its_caller_goes(
+    sqlite_settings: Settings,
+) -> None:
+    hashing = CountedHashing(sqlite_settings, gated=True)
+    pool = HashPool(hashing, workers=1, max_pending=10)
+    await pool.open()
+    try:
+        stored = await asyncio.to_thread(hashing.hash, "secret")
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with pool.reserve() as slot:
+            running = asyncio.create_task(slot.check(stored, "secret", gone=gone))
+            await asyncio.to_thread(hashing.started.wait, 5)
+            gone.set_result(None)
+            await asyncio.sleep(0.05)
+            hashing.gate.set()
+            result = await running
+
+        assert (result.matched, hashing.checks) == (True, 1)
+    finally:
+        hashing.gate.set()
+        pool.close()
+
+
+async def _check(pool: HashPool) -> None:
+    with pool.reserve() as slot:
+        await slot.check(None, "secret")
+
+
+async def _drained(pool: HashPool) -> None:
+    for _ in range(500):
+        if pool.pending == 0:
+            return
+        await asyncio.sleep(0.01)
+    msg = f"{pool.pending} places still taken"
+    raise AssertionError(msg)

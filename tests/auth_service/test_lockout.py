@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from auth_service.lockout import Counted, LockoutPolicy, Refused, retry_after_header
+from auth_service.lockout import Counted, LockoutPolicy, Refused
 
 POLICY = LockoutPolicy(threshold=3, window_seconds=100.0)
 
@@ -39,12 +37,3 @@ def test_lock_ends_with_the_window() -> None:
 
 def test_window_opened_ahead_of_this_clock_locks_no_longer_than_a_window() -> None:
     assert POLICY.refusal(3, 5050.0, now=5000.0) == Refused(100.0)
-
-
-@pytest.mark.parametrize(
-    ("seconds", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (899.5, "900")]
-)
-def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one(
-    seconds: float, header: str
-) -> None:
-    assert retry_after_header(seconds) == header

@@ -9,6 +9,7 @@ import pytest
 
 from auth_service.settings import Settings
 from auth_service.store import PostgresCredentialStore, SqliteCredentialStore, store_from_settings
+from servicekit.cpus import usable_cores
 from servicekit.database_url import PostgresUrl, SqliteUrl
 
 
@@ -36,8 +37,8 @@ def test_default_database_is_a_sqlite_file_under_var() -> None:
 
 
 @pytest.mark.usefixtures("clean_environment")
-def test_hash_workers_default_to_the_cpu_cores() -> None:
-    assert Settings().hash_workers == (os.cpu_count() or 1)
+def test_hash_workers_default_to_the_cores_this_process_may_use() -> None:
+    assert Settings().hash_workers == usable_cores()
 
 
 @pytest.mark.usefixtures("clean_environment")
@@ -46,9 +47,10 @@ def test_default_limits() -> None:
 
     assert (
         settings.max_pending_hashes,
+        settings.target_queue_delay_seconds,
         settings.lockout_threshold,
         settings.lockout_window_seconds,
-    ) == (64, 10, 900)
+    ) == (256, 1.0, 10, 900)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_default_limits() -> None:
     [
         ("AUTH_SERVICE_ARGON2_TIME_COST", "7", "argon2_time_cost", 7),
         ("AUTH_SERVICE_MAX_PENDING_HASHES", "3", "max_pending_hashes", 3),
+        ("AUTH_SERVICE_TARGET_QUEUE_DELAY_SECONDS", "0.25", "target_queue_delay_seconds", 0.25),
         ("AUTH_SERVICE_LOCKOUT_THRESHOLD", "5", "lockout_threshold", 5),
         ("AUTH_SERVICE_LOCKOUT_WINDOW_SECONDS", "0.5", "lockout_window_seconds", 0.5),
     ],
@@ -72,6 +75,7 @@ def test_settings_are_read_from_prefixed_environment_variables(
     ("field", "value"),
     [
         ("max_pending_hashes", 0),
+        ("target_queue_delay_seconds", 0),
         ("hash_workers", 0),
         ("lockout_threshold", 0),
         ("lockout_window_seconds", 0),

@@ -8,3 +8,8 @@ WRONG_PASSWORD = "wrong-password"
 LOCKED_OUT_PASSWORD = "guess-number-eleven"
 # The Idempotency-Key the sign-up form of frontend-web carries in the examples.
 IDEMPOTENCY_KEY = "signup-form-7f3a9c"
+# A check asked for while auth-service is overloaded. Both pacts use it, so the
+# chain check can tell that interaction of auth-service's pact by its body.
+OVERLOADED_PASSWORD = "tried-during-the-rush"
+# The time budget frontend-web gives user-service, and user-service auth-service, in the examples.
+BUDGET_MS = "2500"

@@ -1,9 +1,10 @@
 """Consumer tests of the pact frontend-web -> user-service, driving the real FrontendClient.
 
 Every request is sent as the sign-up page sends it, with the ``Idempotency-Key``
-its form carries. frontend-web reads only ``id``, ``username`` and ``status`` of
-a created account, the ``Idempotent-Replayed`` and ``Retry-After`` headers,
-and ``detail``.
+its form carries and the time budget (``X-Time-Budget-Ms``) frontend-web gives
+user-service. frontend-web reads only ``id``, ``username`` and ``status`` of a
+created account, the ``Idempotent-Replayed`` and ``Retry-After`` headers,
+``detail``, and ``code`` of a 503.
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ from frontend_web.client import (
     InvalidCredentialsError,
     InvalidRequestError,
     RequestInProgressError,
+    SignUpBusyError,
     TooManyAttemptsError,
     UsernameTakenError,
     UserServiceError,
     UserServiceUnavailableError,
 )
+from servicekit.deadlines import BUDGET_HEADER
 from tests.contracts.committed_pacts import check_descriptions, check_interaction
 from tests.contracts.credentials import (
+    BUDGET_MS,
     IDEMPOTENCY_KEY,
     LOCKED_OUT_PASSWORD,
+    OVERLOADED_PASSWORD,
     PASSWORD,
     USERNAME,
     WRONG_PASSWORD,
@@ -47,6 +52,7 @@ TAKEN = "A request for a username that is taken"
 AUTH_DOWN = "A request while auth-service is unavailable"
 AUTH_SLOW = "A request while auth-service does not answer in time"
 LOCKED_OUT = "A request while alice is locked out"
+OVERLOADED = "A request while sign-up is overloaded"
 REPLAYED = "A retry of a request that created the account"
 IN_PROGRESS = "A retry while the first request is still in progress"
 BAD_USERNAME = "A request with a username that is not allowed"
@@ -67,6 +73,7 @@ def _account_request(
         .given(state)
         .with_request("POST", "/accounts")
         .with_header("Idempotency-Key", match.regex(IDEMPOTENCY_KEY, regex=r"[\x21-\x7e]{1,255}"))
+        .with_header(BUDGET_HEADER, match.regex(BUDGET_MS, regex=r"\d+"))
         .with_body({"username": username, "password": password}, "application/json")
     )
 
@@ -187,6 +194,7 @@ def test_auth_service_outage_raises_unavailable_from_503(pact: Pact, tmp_path: P
         .with_body({"detail": match.str("auth-service is unavailable")}, "application/json")
     )
     error = _check_error(pact, tmp_path, PASSWORD, UserServiceUnavailableError)
+    assert not isinstance(error, SignUpBusyError)
     assert (error.status, error.retry_after) == (503, 5)
 
 
@@ -214,6 +222,22 @@ def test_lockout_raises_too_many_attempts_from_429(pact: Pact, tmp_path: Path) -
 
 
 @pytest.mark.contract
+def test_overload_raises_the_busy_error_from_503(pact: Pact, tmp_path: Path) -> None:
+    (
+        _account_request(pact, OVERLOADED, "auth-service is overloaded", OVERLOADED_PASSWORD)
+        .will_respond_with(503)
+        .with_header("Retry-After", match.regex("1", regex=r"\d+"))
+        .with_body(
+            {"detail": match.str("auth-service is overloaded"), "code": "overloaded"},
+            "application/json",
+        )
+    )
+    error = _check_error(pact, tmp_path, OVERLOADED_PASSWORD, SignUpBusyError)
+    assert isinstance(error, SignUpBusyError)
+    assert (error.status, error.retry_after, error.called) == (503, 1, True)
+
+
+@pytest.mark.contract
 def test_committed_pact_holds_exactly_these_interactions() -> None:
     check_descriptions(
         CONSUMER,
@@ -228,5 +252,6 @@ def test_committed_pact_holds_exactly_these_interactions() -> None:
             AUTH_DOWN,
             AUTH_SLOW,
             LOCKED_OUT,
+            OVERLOADED,
         },
     )

@@ -1,6 +1,8 @@
 """Consumer tests of the pact user-service -> auth-service, driving the real AuthClient.
 
-user-service reads only ``valid``, so that is all the pact asks of auth-service.
+user-service reads only ``valid``, so that is all the pact asks of auth-service;
+of a 429 or a 503 it reads only the status and ``Retry-After``. Every request
+carries the time budget user-service gives auth-service.
 """
 
 from __future__ import annotations
@@ -11,9 +13,21 @@ from typing import TYPE_CHECKING, NamedTuple
 import pytest
 from pact import Pact, match
 
+from servicekit.deadlines import BUDGET_HEADER
 from tests.contracts.committed_pacts import check_descriptions, check_interaction
-from tests.contracts.credentials import LOCKED_OUT_PASSWORD, PASSWORD, USERNAME, WRONG_PASSWORD
-from user_service.auth_client import AuthClient, AuthServiceRateLimitedError
+from tests.contracts.credentials import (
+    BUDGET_MS,
+    LOCKED_OUT_PASSWORD,
+    OVERLOADED_PASSWORD,
+    PASSWORD,
+    USERNAME,
+    WRONG_PASSWORD,
+)
+from user_service.auth_client import (
+    AuthClient,
+    AuthServiceOverloadedError,
+    AuthServiceRateLimitedError,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +46,7 @@ class Validation(NamedTuple):
 
 
 LOCKED_OUT = "Credential validation while alice is locked out"
+OVERLOADED = "Credential validation while auth-service is overloaded"
 
 VALIDATIONS = [
     Validation("user credentials are valid", PASSWORD, valid=True),
@@ -52,6 +67,7 @@ def test_auth_client_reads_the_verdict(case: Validation, tmp_path: Path) -> None
         pact.upon_receiving(case.description)
         .given(case.state)
         .with_request("POST", "/auth/validate")
+        .with_header(BUDGET_HEADER, match.regex(BUDGET_MS, regex=r"\d+"))
         .with_body({"username": USERNAME, "password": case.password}, "application/json")
         .will_respond_with(200)
         .with_body({"valid": case.valid}, "application/json")
@@ -68,6 +84,7 @@ def test_auth_client_reports_lockout_from_429(tmp_path: Path) -> None:
         pact.upon_receiving(LOCKED_OUT)
         .given("alice has too many failed attempts")
         .with_request("POST", "/auth/validate")
+        .with_header(BUDGET_HEADER, match.regex(BUDGET_MS, regex=r"\d+"))
         .with_body({"username": USERNAME, "password": LOCKED_OUT_PASSWORD}, "application/json")
         .will_respond_with(429)
         .with_header("Retry-After", match.regex("900", regex=r"\d+"))
@@ -80,6 +97,25 @@ def test_auth_client_reports_lockout_from_429(tmp_path: Path) -> None:
 
 
 @pytest.mark.contract
+def test_auth_client_reports_overload_from_503(tmp_path: Path) -> None:
+    pact = Pact(CONSUMER, PROVIDER)
+    (
+        pact.upon_receiving(OVERLOADED)
+        .given("auth-service is overloaded")
+        .with_request("POST", "/auth/validate")
+        .with_header(BUDGET_HEADER, match.regex(BUDGET_MS, regex=r"\d+"))
+        .with_body({"username": USERNAME, "password": OVERLOADED_PASSWORD}, "application/json")
+        .will_respond_with(503)
+        .with_header("Retry-After", match.regex("1", regex=r"\d+"))
+    )
+    with pact.serve(addr="127.0.0.1") as server:
+        with pytest.raises(AuthServiceOverloadedError) as raised:
+            asyncio.run(_validate(str(server.url), OVERLOADED_PASSWORD))
+        assert raised.value.retry_after == 1
+        check_interaction(server, CONSUMER, PROVIDER, tmp_path)
+
+
+@pytest.mark.contract
 def test_committed_pact_holds_exactly_these_interactions() -> None:
-    descriptions = {case.description for case in VALIDATIONS} | {LOCKED_OUT}
+    descriptions = {case.description for case in VALIDATIONS} | {LOCKED_OUT, OVERLOADED}
     check_descriptions(CONSUMER, PROVIDER, descriptions)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from auth_service.admin import UserAdmin
-from auth_service.app import create_app
+from auth_service.app import create_app, hash_pool_of
 from auth_service.settings import Settings
 from tests.contracts.committed_pacts import pact_path
 from tests.contracts.credentials import PASSWORD, USERNAME
@@ -22,6 +22,8 @@ from tests.support.servers import serve_in_thread
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from auth_service.hash_pool import HashSlot
 
 PACT_FILE = pact_path("user-service", "auth-service")
 
@@ -39,7 +41,12 @@ def users(settings: Settings) -> Iterator[UserAdmin]:
 
 @pytest.mark.contract
 def test_auth_service_honours_user_service_pact(settings: Settings, users: UserAdmin) -> None:
+    app = create_app(settings)
+    held: list[HashSlot] = []
+
     def alice_has_her_password() -> None:
+        while held:
+            held.pop().__exit__(None, None, None)
         for username in users.usernames():
             users.remove(username)
         users.add(USERNAME, PASSWORD)
@@ -49,10 +56,18 @@ def test_auth_service_honours_user_service_pact(settings: Settings, users: UserA
         for _ in range(settings.lockout_threshold):
             users.record_failed_attempt(USERNAME)
 
+    def auth_service_is_overloaded() -> None:
+        """Take every place the real hash pool gives, as checks queued ahead would."""
+        alice_has_her_password()
+        pool = hash_pool_of(app)
+        while pool.refusal() is None:
+            held.append(pool.reserve())
+
     states = {
         "user credentials are valid": alice_has_her_password,
         "user credentials are invalid": alice_has_her_password,
         "alice has too many failed attempts": alice_has_too_many_failed_attempts,
+        "auth-service is overloaded": auth_service_is_overloaded,
     }
-    with serve_in_thread(create_app(settings)) as url:
+    with serve_in_thread(app) as url:
         verify_every_interaction("auth-service", PACT_FILE, url, states)

@@ -28,6 +28,7 @@ from tests.contracts.verification import (
 from tests.support.log_scan import register_log
 from tests.support.servers import free_port, serve_in_thread, venv_command, wait_for_port
 from user_service.auth_client import (
+    AuthServiceOverloadedError,
     AuthServiceRateLimitedError,
     AuthServiceTimeoutError,
     AuthServiceUnavailableError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 PACT_FILE = pact_path("frontend-web", "user-service")
 AUTH_PACT_FILE = pact_path("user-service", "auth-service")
 LOCKOUT_SECONDS = 900
+OVERLOADED_RETRY_AFTER = 1
 
 
 class StubAuthVerifier:
@@ -116,6 +118,9 @@ def provider_states(
         ),
         "auth reports too many attempts": given(
             StubAuthVerifier(failure=AuthServiceRateLimitedError(LOCKOUT_SECONDS))
+        ),
+        "auth-service is overloaded": given(
+            StubAuthVerifier(failure=AuthServiceOverloadedError(OVERLOADED_RETRY_AFTER))
         ),
     }
 
@@ -261,6 +266,7 @@ def test_chain_frontend_web_pact_is_met_through_auth_service_pact(
         "auth-service is unavailable": given(auth_is="down"),
         "auth-service does not answer in time": given(auth_is="silent"),
         "auth reports too many attempts": given(),
+        "auth-service is overloaded": given(),
     }
     with serve_in_thread(app) as url:
         verify_every_interaction("user-service", PACT_FILE, url, states)

@@ -21,6 +21,40 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 
+class Gate:
+    """Holds the requests answered with it until :meth:`open` is called (at most 30 s)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._is_open = False
+        self._arrived = 0
+        self._waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def wait(self) -> None:
+        event = asyncio.Event()
+        with self._changed:
+            self._arrived += 1
+            self._changed.notify_all()
+            if self._is_open:
+                return
+            self._waiting.append((asyncio.get_running_loop(), event))
+        await asyncio.wait_for(event.wait(), timeout=30)
+
+    def wait_for_arrivals(self, count: int, timeout: float = 20.0) -> None:
+        """Block until ``count`` requests have reached the gate."""
+        with self._changed:
+            arrived = self._changed.wait_for(lambda: self._arrived >= count, timeout)
+        assert arrived, f"{count} requests did not reach the gate within {timeout} s"
+
+    def open(self) -> None:
+        """Let every held request, and every later one, be answered."""
+        with self._changed:
+            self._is_open = True
+            waiting, self._waiting = self._waiting, []
+        for loop, event in waiting:
+            loop.call_soon_threadsafe(event.set)
+
+
 @dataclass(frozen=True)
 class Reply:
     """One answer of the stand-in.
@@ -30,12 +64,14 @@ class Reply:
         body: Sent as JSON.
         headers: Extra response headers.
         delay: Seconds to wait before answering.
+        gate: Answer only once this gate is open.
     """
 
     status: int
     body: object = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +85,11 @@ class Received:
     def idempotency_key(self) -> str | None:
         return self.headers.get("idempotency-key")
 
+    @property
+    def budget_ms(self) -> str | None:
+        """The ``X-Time-Budget-Ms`` header, as sent."""
+        return self.headers.get("x-time-budget-ms")
+
 
 def created(account_id: int = 1, username: str = "alice", *, replayed: bool = False) -> Reply:
     """user-service's 201, or its replay for a known ``Idempotency-Key``."""
@@ -60,6 +101,12 @@ def created(account_id: int = 1, username: str = "alice", *, replayed: bool = Fa
 def detail(status: int, text: object, headers: dict[str, str] | None = None) -> Reply:
     """An error answer ``{"detail": text}``."""
     return Reply(status, {"detail": text}, headers or {})
+
+
+def overloaded(retry_after: str | None = "1") -> Reply:
+    """user-service's 503 when it, or auth-service behind it, is overloaded."""
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    return Reply(503, {"detail": "auth-service is overloaded", "code": "overloaded"}, headers)
 
 
 IN_PROGRESS = detail(409, "A request with this Idempotency-Key is still in progress; retry later.")
@@ -91,6 +138,8 @@ class StandInUserService:
         with self._lock:
             self.received.append(Received(dict(request.headers), body))
             reply = self._replies.pop(0) if len(self._replies) > 1 else self._replies[0]
+        if reply.gate is not None:
+            await reply.gate.wait()
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return Response(

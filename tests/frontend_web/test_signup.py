@@ -20,6 +20,7 @@ from tests.frontend_web.stand_in_user_service import (
     StandInUserService,
     created,
     detail,
+    overloaded,
 )
 from tests.support.servers import free_port, serve_in_thread
 
@@ -452,6 +453,7 @@ OUTCOMES = [
     detail(500, "boom"),
     detail(502, "bad gateway"),
     detail(503, "down", {"Retry-After": "5"}),
+    overloaded("3"),
     detail(504, "slow"),
 ]
 

@@ -42,6 +42,7 @@ TEST_PASSWORDS: tuple[str, ...] = (
     "correct horse battery staple",
     "wrong-password",
     "guess-number-eleven",
+    "tried-during-the-rush",
     "pw-7f3c9e-never-echo-me",
     "pw-5d1a0b-never-echo-me",
     "pässwörd with spaces",

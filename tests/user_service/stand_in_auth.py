@@ -81,6 +81,7 @@ class Received:
     content_type: str | None
     body: bytes
     request_id: str | None = None
+    budget_ms: str | None = None
 
     def json(self) -> object:
         """The body parsed as JSON."""
@@ -116,6 +117,7 @@ class StandInAuthService:
                 content_type=request.headers.get("content-type"),
                 body=await request.body(),
                 request_id=request.headers.get("x-request-id"),
+                budget_ms=request.headers.get("x-time-budget-ms"),
             )
         )
         reply = self.reply

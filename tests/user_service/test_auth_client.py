@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -17,9 +19,12 @@ from tests.user_service.stand_in_auth import (
     verdict,
 )
 from user_service.auth_client import (
+    MAX_ANSWER_BYTES,
     AuthClient,
     AuthServiceBadResponseError,
     AuthServiceError,
+    AuthServiceOverloadedError,
+    AuthServiceRateLimitedError,
     AuthServiceTimeoutError,
     AuthServiceUnavailableError,
 )
@@ -150,11 +155,12 @@ def test_body_that_stops_half_way_is_a_timeout(stand_in_auth: StandInAuthService
     "reply",
     [
         json_reply({"valid": True}, status=500),
-        json_reply({"valid": True}, status=503),
+        json_reply({"valid": True}, status=502),
         json_reply({"valid": True}, status=201),
         json_reply({"detail": "Not Found"}, status=404),
+        json_reply({"valid": True}, status=302),
     ],
-    ids=["500", "503", "201", "404"],
+    ids=["500", "502", "201", "404", "302"],
 )
 def test_status_other_than_200_is_a_bad_response(
     stand_in_auth: StandInAuthService, reply: Reply
@@ -207,7 +213,74 @@ def test_answer_without_boolean_valid_is_a_bad_response(
 
 @pytest.mark.parametrize(
     "error",
-    [AuthServiceUnavailableError, AuthServiceTimeoutError, AuthServiceBadResponseError],
+    [
+        AuthServiceUnavailableError,
+        AuthServiceTimeoutError,
+        AuthServiceBadResponseError,
+        AuthServiceRateLimitedError,
+        AuthServiceOverloadedError,
+    ],
 )
 def test_every_failure_is_an_auth_service_error(error: type[Exception]) -> None:
     assert issubclass(error, AuthServiceError)
+
+
+def in_an_hour() -> str:
+    """An HTTP-date an hour from now."""
+    return format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("900", 900, 900),
+        (" 7 ", 7, 7),
+        (None, 60, 60),
+        ("soon", 60, 60),
+        ("\u00b2", 60, 60),  # a digit to str.isdigit(), not to int()
+        ("-5", 60, 60),
+        ("in-an-hour", 3590, 3600),
+    ],
+    ids=["seconds", "padded", "absent", "word", "superscript-two", "negative", "http-date"],
+)
+def test_429_is_rate_limited_for_the_seconds_of_its_retry_after(
+    stand_in_auth: StandInAuthService, retry_after: str | None, low: int, high: int
+) -> None:
+    value = in_an_hour() if retry_after == "in-an-hour" else retry_after
+    headers = () if value is None else (("Retry-After", value),)
+    stand_in_auth.answer(Reply(status=429, body=b"{}", headers=headers))
+
+    with pytest.raises(AuthServiceRateLimitedError) as caught:
+        validate(stand_in_auth.base_url)
+
+    assert low <= caught.value.retry_after <= high
+
+
+def test_answer_over_the_size_limit_is_a_bad_response(stand_in_auth: StandInAuthService) -> None:
+    padding = "x" * (MAX_ANSWER_BYTES + 1)
+    stand_in_auth.answer(json_reply({"valid": True, "padding": padding}))
+
+    with pytest.raises(AuthServiceBadResponseError, match="over"):
+        validate(stand_in_auth.base_url)
+
+
+def test_answer_just_below_the_size_limit_is_read(stand_in_auth: StandInAuthService) -> None:
+    padding = "x" * (MAX_ANSWER_BYTES - 100)
+    stand_in_auth.answer(json_reply({"valid": True, "padding": padding}))
+
+    assert validate(stand_in_auth.base_url) is True
+
+
+@pytest.mark.parametrize(
+    "base_url", ["ftp://auth.test", "http://", "not a url", "", "127.0.0.1:8001", "/auth"]
+)
+def test_a_base_url_that_is_not_http_with_a_host_is_refused(base_url: str) -> None:
+    with pytest.raises(ValueError, match="base URL"):
+        AuthClient(base_url)
+
+
+def test_bounds_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        AuthClient("http://127.0.0.1:8001", max_in_flight=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        AuthClient("http://127.0.0.1:8001", max_connections=0)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import uvicorn
 from pydantic import ValidationError
 
 from tests.support.servers import serve_in_thread
@@ -26,6 +28,9 @@ AUTH_VARIABLES = (
     "USER_SERVICE_AUTH_TIMEOUT",
     "USER_SERVICE_AUTH_CONNECT_TIMEOUT",
     "USER_SERVICE_AUTH_RETRIES",
+    "USER_SERVICE_AUTH_KEEPALIVE_SECONDS",
+    "USER_SERVICE_AUTH_MIN_BUDGET_SECONDS",
+    "USER_SERVICE_AUTH_MAX_IN_FLIGHT",
 )
 
 
@@ -157,3 +162,92 @@ def test_auth_url_with_a_query_or_fragment_is_a_validation_error(url: str) -> No
         Settings(auth_url=url)
 
     assert [error["loc"] for error in caught.value.errors()] == [("auth_url",)]
+
+
+def test_auth_client_defaults_keep_connections_less_long_than_uvicorn_does() -> None:
+    settings = Settings()
+
+    # auth-service runs on uvicorn, which closes a connection idle for this long.
+    uvicorn_keep_alive = uvicorn.Config(app="auth_service.app:create_app").timeout_keep_alive
+    assert 0 < settings.auth_keepalive_seconds < uvicorn_keep_alive
+    assert settings.auth_min_budget_seconds == 0.05
+    assert settings.auth_max_in_flight == 64
+
+
+def test_auth_client_settings_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_AUTH_KEEPALIVE_SECONDS", "2.5")
+    monkeypatch.setenv("USER_SERVICE_AUTH_MIN_BUDGET_SECONDS", "0.2")
+    monkeypatch.setenv("USER_SERVICE_AUTH_MAX_IN_FLIGHT", "8")
+
+    settings = Settings()
+
+    assert settings.auth_keepalive_seconds == 2.5
+    assert settings.auth_min_budget_seconds == 0.2
+    assert settings.auth_max_in_flight == 8
+
+
+@pytest.mark.parametrize("field", ["auth_keepalive_seconds", "auth_min_budget_seconds"])
+@pytest.mark.parametrize("value", [0, -0.5])
+def test_non_positive_auth_client_seconds_are_a_validation_error_naming_them(
+    field: str, value: float
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({field: value})
+
+    assert [(error["loc"], error["type"]) for error in caught.value.errors()] == [
+        ((field,), "greater_than")
+    ]
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_max_in_flight_below_one_in_the_environment_is_a_validation_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_AUTH_MAX_IN_FLIGHT", value)
+
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+
+    assert [error["loc"] for error in caught.value.errors()] == [("auth_max_in_flight",)]
+
+
+def test_min_budget_from_the_environment_reaches_the_auth_client(
+    monkeypatch: pytest.MonkeyPatch, stand_in_auth: StandInAuthService
+) -> None:
+    # More than the whole time limit of a call (3 s): no call is worth making.
+    monkeypatch.setenv("USER_SERVICE_AUTH_URL", stand_in_auth.base_url)
+    monkeypatch.setenv("USER_SERVICE_AUTH_MIN_BUDGET_SECONDS", "5")
+
+    with serve_in_thread(create_app()) as base_url:
+        response = httpx.post(f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
+    assert response.json()["code"] == "overloaded"
+    assert stand_in_auth.received == []
+
+
+def test_max_in_flight_from_the_environment_reaches_the_auth_client(
+    monkeypatch: pytest.MonkeyPatch, stand_in_auth: StandInAuthService
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_AUTH_URL", stand_in_auth.base_url)
+    monkeypatch.setenv("USER_SERVICE_AUTH_TIMEOUT", "2")
+    monkeypatch.setenv("USER_SERVICE_AUTH_MAX_IN_FLIGHT", "1")
+    stand_in_auth.answer(slow_reply())
+
+    with serve_in_thread(create_app()) as base_url, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+        deadline = time.monotonic() + 5
+        while not stand_in_auth.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stand_in_auth.received, "the first call never reached auth-service"
+        started = time.monotonic()
+        second = httpx.post(f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+        second_took = time.monotonic() - started
+        received_while_first_ran = len(stand_in_auth.received)
+        assert first.result().status_code == 504
+
+    assert received_while_first_ran == 1
+    assert (second.status_code, second.json()["code"]) == (503, "overloaded")
+    assert second_took < 1.0

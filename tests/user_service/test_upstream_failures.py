@@ -7,6 +7,8 @@ settings, so its lifespan opens and closes the real client.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -150,13 +152,74 @@ def test_auth_service_stalling_mid_answer_is_504(
     assert user_service.create_account().status_code == 504
 
 
-@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("status", [500, 502, 504])
 def test_auth_service_error_status_is_502(
     stand_in_auth: StandInAuthService, user_service: UserService, status: int
 ) -> None:
     stand_in_auth.answer(json_reply({"detail": "boom"}, status=status))
 
     assert user_service.create_account().status_code == 502
+
+
+def test_overloaded_auth_service_is_503_with_its_retry_after(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(
+        Reply(status=503, body=b'{"code": "overloaded"}', headers=(("Retry-After", "7"),))
+    )
+
+    response = user_service.create_account()
+
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "7")
+    assert response.json()["code"] == "overloaded"
+    assert user_service.has_no_account()
+
+
+@pytest.mark.parametrize("retry_after", [None, "²", "soon", "-3"])
+def test_a_503_with_no_readable_retry_after_asks_for_one_second(
+    stand_in_auth: StandInAuthService, user_service: UserService, retry_after: str | None
+) -> None:
+    headers = () if retry_after is None else (("Retry-After", retry_after),)
+    stand_in_auth.answer(Reply(status=503, body=b"{}", headers=headers))
+
+    response = user_service.create_account()
+
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
+
+
+def test_a_429_with_an_unreadable_retry_after_is_still_429(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    stand_in_auth.answer(Reply(status=429, body=b"{}", headers=(("Retry-After", "²"),)))
+
+    response = user_service.create_account()
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"].isdigit()
+
+
+def test_the_callers_budget_is_passed_on_less_what_was_spent(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    user_service.client.post("/accounts", json=ACCOUNT, headers={"X-Time-Budget-Ms": "250"})
+    user_service.create_account()
+
+    given, default = (int(request.budget_ms or "-1") for request in stand_in_auth.received)
+    assert 0 < given <= 250
+    assert default == int(TIMEOUT * 1000)
+
+
+def test_too_little_budget_left_is_503_without_asking_auth_service(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    response = user_service.client.post(
+        "/accounts", json=ACCOUNT, headers={"X-Time-Budget-Ms": "5"}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (503, "overloaded")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert stand_in_auth.received == []
+    assert user_service.has_no_account()
 
 
 def test_answer_that_is_not_json_is_502(
@@ -267,3 +330,38 @@ def test_upstream_failure_never_echoes_the_password(failure: Failure) -> None:
 def test_upstream_failure_creates_no_account(failure: Failure) -> None:
     assert failure.response.is_error
     assert failure.user_service.has_no_account()
+
+
+def test_a_client_that_goes_away_during_the_check_stops_the_call_to_auth_service(
+    stand_in_auth: StandInAuthService,
+) -> None:
+    stand_in_auth.answer(slow_reply())
+    settings = Settings(auth_url=stand_in_auth.base_url, auth_timeout=10)
+    store = InMemoryAccountStore()
+    with (
+        serve_in_thread(create_app(settings, account_store=store)) as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as client,
+    ):
+        address = httpx.URL(base_url)
+        body = json.dumps(ACCOUNT).encode()
+        browser = socket.create_connection((address.host, address.port))
+        browser.sendall(
+            b"POST /accounts HTTP/1.1\r\nHost: user-service\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        deadline = time.monotonic() + 5
+        while not stand_in_auth.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        browser.close()
+        started = time.monotonic()
+        while time.monotonic() - started < 5 and not _counted(client, status="499"):
+            time.sleep(0.02)
+        gave_up_after = time.monotonic() - started
+
+    assert len(stand_in_auth.received) == 1
+    assert gave_up_after < 3  # not the 10 s the call to auth-service was allowed
+    assert asyncio.run(store.get(1)) is None
+
+
+def _counted(client: httpx.Client, *, status: str) -> bool:
+    return f'route="/accounts",status="{status}"' in client.get("/metrics").text
