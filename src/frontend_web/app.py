@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from frontend_web import pages
 from frontend_web.client import FrontendClient
-from frontend_web.csrf import COOKIE_NAME, TOKEN_FIELD, CsrfGuard
+from frontend_web.csrf import TOKEN_FIELD, CsrfGuard, Verdict, cookie_name, is_cross_origin
 from frontend_web.security import SECURITY_HEADERS, SecurityHeadersMiddleware
 from frontend_web.settings import Settings
 from frontend_web.signup import (
@@ -33,11 +34,17 @@ from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from starlette.responses import HTMLResponse
 
 _MAX_FORM_FIELDS = 16
+_MAX_LOGGED_ORIGIN = 200
+CROSS_ORIGIN_TITLE = "Form sent from another site"
+CROSS_ORIGIN_MESSAGE = (
+    "This form was sent from a page on another site, so it was not accepted. "
+    "To sign up, use the form on this site."
+)
 _logger = logging.getLogger("frontend_web")
 
 
@@ -46,6 +53,7 @@ def create_app(
     *,
     client: FrontendClient | None = None,
     in_flight_retry_delays: Sequence[float] = IN_FLIGHT_RETRY_DELAYS,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the frontend-web application.
 
@@ -56,6 +64,8 @@ def create_app(
         in_flight_retry_delays: Seconds to wait before each retry of a submission
             while user-service is still running an earlier one with the same
             idempotency key; after the last, the person is told it is being processed.
+        clock: The wall clock, in seconds since the epoch, that dates the forms'
+            CSRF tokens and tells their age.
 
     Returns:
         The application, its client stored on ``app.state.client``.
@@ -75,7 +85,10 @@ def create_app(
         if settings.csrf_secret is not None
         else secrets.token_bytes(32)
     )
-    signup = SignupRoutes(user_service, CsrfGuard(secret), in_flight_retry_delays)
+    guard = CsrfGuard(secret, max_age=settings.csrf_max_age_seconds, clock=clock)
+    signup = SignupRoutes(
+        user_service, guard, in_flight_retry_delays, public_https=settings.public_https
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +124,12 @@ class SignupRoutes:
     """The sign-up form and its submission."""
 
     def __init__(
-        self, client: FrontendClient, guard: CsrfGuard, retry_delays: Sequence[float]
+        self,
+        client: FrontendClient,
+        guard: CsrfGuard,
+        retry_delays: Sequence[float],
+        *,
+        public_https: bool = False,
     ) -> None:
         """Serve sign-ups through ``client``.
 
@@ -120,10 +138,13 @@ class SignupRoutes:
             guard: Issues and checks the forms' CSRF tokens.
             retry_delays: Seconds to wait before each retry of a submission whose
                 twin is still running.
+            public_https: Whether the page's public address is ``https://`` even
+                when the request reached frontend-web over plain HTTP.
         """
         self._client = client
         self._guard = guard
         self._retry_delays = tuple(retry_delays)
+        self._public_https = public_https
 
     async def form(self, request: Request) -> HTMLResponse:
         """Show an empty sign-up form.
@@ -137,24 +158,42 @@ class SignupRoutes:
         return self._form_page(request)
 
     async def submit(self, request: Request) -> Response:
-        """Check the form's CSRF token, then ask user-service to create the account.
+        """Check where the form comes from and its CSRF token, then ask user-service.
 
         Args:
             request: The request being served, its body the form.
 
         Returns:
-            The created account, or the form again with what went wrong.
+            The created account, or the form again with what went wrong; a 403
+            page, without reading the body, when another site's page sent it.
         """
+        if is_cross_origin(
+            origin=request.headers.get("origin"),
+            fetch_site=request.headers.get("sec-fetch-site"),
+            own_origin=self._own_origin(request),
+        ):
+            return self._cross_origin_page(request)
         try:
             async with request.form(max_files=0, max_fields=_MAX_FORM_FIELDS) as form:
                 submission = Submission.from_form(form, csrf_field=TOKEN_FIELD)
         except ClientDisconnect:
             # The client has gone (or the body limit cut it off): nobody reads an answer.
             return Response(status_code=HTTPStatus.BAD_REQUEST)
-        if not self._is_genuine(request, submission):
-            _logger.warning("sign-up refused: missing or invalid CSRF token")
+        if (verdict := self._verdict(request, submission)) is not Verdict.VALID:
+            _logger.warning(
+                "sign-up refused: %s",
+                "the form's CSRF token has expired"
+                if verdict is Verdict.EXPIRED
+                else "missing or invalid CSRF token",
+                extra={"csrf": verdict.value},
+            )
+            # A stale form was this browser's own: what was typed in it is shown
+            # again. Anything else may be another site's, so nothing of it is.
             return self._form_page(
-                request, status=HTTPStatus.FORBIDDEN, problems=(Problem(EXPIRED_FORM),)
+                request,
+                status=HTTPStatus.FORBIDDEN,
+                username=submission.username if verdict is Verdict.EXPIRED else "",
+                problems=(Problem(EXPIRED_FORM),),
             )
         if missing := submission.missing_fields():
             return self._form_page(
@@ -166,9 +205,40 @@ class SignupRoutes:
         outcome = await submit(self._client, submission, retry_delays=self._retry_delays)
         return self._outcome_page(request, submission, outcome)
 
-    def _is_genuine(self, request: Request, submission: Submission) -> bool:
-        return is_idempotency_key(submission.idempotency_key) and self._guard.is_valid(
-            request.cookies.get(COOKIE_NAME), submission.idempotency_key, submission.csrf_token
+    def _is_https(self, request: Request) -> bool:
+        # The scheme uvicorn saw: https behind a proxy in FORWARDED_ALLOW_IPS that
+        # sent X-Forwarded-Proto: https.
+        return self._public_https or request.scope["scheme"] == "https"
+
+    def _own_origin(self, request: Request) -> str:
+        scheme = "https" if self._is_https(request) else request.scope["scheme"]
+        return f"{scheme}://{request.headers.get('host', '')}"
+
+    def _cookie(self, request: Request) -> str | None:
+        return request.cookies.get(cookie_name(https=self._is_https(request)))
+
+    def _verdict(self, request: Request, submission: Submission) -> Verdict:
+        if not is_idempotency_key(submission.idempotency_key):
+            return Verdict.INVALID
+        return self._guard.check(
+            self._cookie(request), submission.idempotency_key, submission.csrf_token
+        )
+
+    def _cross_origin_page(self, request: Request) -> HTMLResponse:
+        origin = request.headers.get("origin")
+        _logger.warning(
+            "sign-up refused: sent from another site",
+            extra={
+                "origin": origin[:_MAX_LOGGED_ORIGIN] if origin is not None else None,
+                "sec_fetch_site": request.headers.get("sec-fetch-site", "")[:_MAX_LOGGED_ORIGIN],
+            },
+        )
+        return pages.render(
+            "error.html",
+            status=HTTPStatus.FORBIDDEN,
+            headers=pages.NO_STORE,
+            title=CROSS_ORIGIN_TITLE,
+            message=CROSS_ORIGIN_MESSAGE,
         )
 
     def _outcome_page(
@@ -205,7 +275,8 @@ class SignupRoutes:
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> HTMLResponse:
-        cookie = self._guard.cookie_value(request.cookies.get(COOKIE_NAME))
+        https = self._is_https(request)
+        cookie = self._guard.cookie_value(self._cookie(request))
         key = idempotency_key or new_idempotency_key()
         field_errors: dict[str, list[str]] = {}
         for problem in problems:
@@ -223,13 +294,14 @@ class SignupRoutes:
             csrf_token=self._guard.token(cookie, key),
             idempotency_key=key,
         )
+        # No Domain, Path=/ and, over HTTPS, Secure: what the __Host- prefix requires.
         response.set_cookie(
-            COOKIE_NAME,
+            cookie_name(https=https),
             cookie,
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=https,
         )
         return response
 

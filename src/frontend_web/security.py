@@ -15,7 +15,9 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS: dict[str, str] = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": under it, browsers send "Origin: null" with the form's own
+    # POST, and the CSRF check could not tell it from another site's.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }

@@ -4,8 +4,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from frontend_web.client import DEFAULT_MAX_IN_FLIGHT
-
-MIN_CSRF_SECRET_LENGTH = 32
+from frontend_web.csrf import DEFAULT_MAX_AGE, MIN_SECRET_BYTES
 
 
 class Settings(BaseSettings):
@@ -28,6 +27,17 @@ class Settings(BaseSettings):
             rendered; set the same secret for all of them there. Changing it
             invalidates every form already on a screen (its next submit gets a 403
             and a fresh form).
+        csrf_max_age_seconds: How long a rendered form can be submitted, in whole
+            seconds from when it was rendered (``FRONTEND_WEB_CSRF_MAX_AGE_SECONDS``,
+            2 hours by default). A later submit is refused with a 403 saying that
+            the form expired, and a fresh form.
+        public_https: Whether people reach the page over HTTPS
+            (``FRONTEND_WEB_PUBLIC_HTTPS``), through a proxy that terminates TLS
+            in front of frontend-web. Then the CSRF cookie is ``__Host-csrf``,
+            ``Secure``, and the origin a form must come from is ``https://``. A
+            request that uvicorn sees as HTTPS counts too: uvicorn takes
+            ``X-Forwarded-Proto`` from the addresses in ``FORWARDED_ALLOW_IPS``
+            only (the loopback addresses, unless set).
         max_body_bytes: The largest request body accepted
             (``FRONTEND_WEB_MAX_BODY_BYTES``).
     """
@@ -38,12 +48,14 @@ class Settings(BaseSettings):
     user_service_timeout: float = Field(default=10.0, gt=0)
     user_service_max_in_flight: int = Field(default=DEFAULT_MAX_IN_FLIGHT, ge=1)
     csrf_secret: SecretStr | None = None
+    csrf_max_age_seconds: int = Field(default=DEFAULT_MAX_AGE, ge=1)
+    public_https: bool = False
     max_body_bytes: int = Field(default=16_384, gt=0)
 
     @field_validator("csrf_secret")
     @classmethod
     def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is not None and len(secret.get_secret_value()) < MIN_CSRF_SECRET_LENGTH:
-            msg = f"must have at least {MIN_CSRF_SECRET_LENGTH} characters"
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_BYTES:
+            msg = f"must have at least {MIN_SECRET_BYTES} characters"
             raise ValueError(msg)
         return secret

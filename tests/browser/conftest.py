@@ -45,6 +45,9 @@ _HTTP_STATUS_REPORT = "Failed to load resource: the server responded with a stat
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker, so that ``--strict-markers`` accepts it wherever it is declared."""
     config.addinivalue_line("markers", "browser: tests driving a real browser (Chromium)")
+    config.addinivalue_line(
+        "markers", "frontend_env(**settings): environment variables added to frontend-web's"
+    )
 
 
 @pytest.fixture(scope="package")
@@ -66,9 +69,15 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    """A fresh system per test: its own databases, so account ids start at 1."""
-    with running_system(tmp_path) as started:
+def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
+    """A fresh system per test: its own databases, so account ids start at 1.
+
+    A test marked ``frontend_env(NAME="value", ...)`` gets frontend-web started
+    with those variables in its environment.
+    """
+    marker = request.node.get_closest_marker("frontend_env")
+    frontend_env = {name: str(value) for name, value in marker.kwargs.items()} if marker else {}
+    with running_system(tmp_path, frontend_env=frontend_env) as started:
         yield started
 
 

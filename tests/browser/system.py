@@ -13,7 +13,7 @@ import httpx
 from tests.support.servers import HOST, free_port, run_process, venv_command
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
 ALICE = "alice"
@@ -78,8 +78,13 @@ def add_user(env: dict[str, str], username: str, password: str) -> None:
 
 
 @contextmanager
-def running_system(folder: Path) -> Iterator[System]:
-    """Start auth-service (with alice), user-service and frontend-web; stop them at exit."""
+def running_system(
+    folder: Path, *, frontend_env: Mapping[str, str] | None = None
+) -> Iterator[System]:
+    """Start auth-service (with alice), user-service and frontend-web; stop them at exit.
+
+    ``frontend_env`` adds to frontend-web's environment (its settings).
+    """
     auth_env = {"AUTH_SERVICE_DATABASE_URL": f"sqlite:///{folder / 'auth.db'}"}
     add_user(auth_env, ALICE, ALICE_PASSWORD)
     auth = Service("auth-service", auth_env, folder / "auth-service.log")
@@ -93,7 +98,7 @@ def running_system(folder: Path) -> Iterator[System]:
     )
     frontend = Service(
         "frontend-web",
-        {"FRONTEND_WEB_USER_SERVICE_URL": users.url},
+        {"FRONTEND_WEB_USER_SERVICE_URL": users.url, **(frontend_env or {})},
         folder / "frontend-web.log",
     )
     services = (auth, users, frontend)
