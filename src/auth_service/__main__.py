@@ -143,7 +143,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     # Open the database once before serving: a clear message and status if it
     # cannot be, and the schema migrated once rather than by every worker.
     asyncio.run(_open_and_close(settings))
-    serve("auth_service.app:create_app", arguments)
+    serve("auth_service.factory:create_app", arguments)
     return EXIT_OK
 
 

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         prog="frontend-web",
         description=__doc__,
-        factory="frontend_web.app:create_app",
+        factory="frontend_web.factory:create_app",
         default_port=DEFAULT_PORT,
     )
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import logging.config
+import functools
+import logging
 import os
 import tempfile
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.importer import import_from_string
+from uvicorn.supervisors import Multiprocess
 
 from servicekit.logs import logging_config
-from servicekit.workers import WorkerConfig, balanced_workers_supported, serve_workers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -22,6 +26,27 @@ MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 _DEPRECATED_MULTIPROCESS_DIRECTORY = "prometheus_multiproc_dir"
 
+_logger = logging.getLogger("servicekit.cli")
+
+DEFAULT_GRACEFUL_TIMEOUT = 20
+"""Seconds a stopping worker lets its requests in flight run before cancelling them.
+
+Longer than a request of these services takes with their default settings
+(frontend-web waits at most 10 s for user-service), and shorter than the 30 s
+Kubernetes waits after ``SIGTERM`` before it kills.
+"""
+
+
+def _positive_integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a positive integer, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
 
 def worker_count(text: str) -> int:
     """Parse ``--workers``: a positive integer.
@@ -29,46 +54,34 @@ def worker_count(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: If ``text`` is not one.
     """
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        msg = f"must be a positive integer, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return count
+    return _positive_integer(text)
 
 
-def usable_cores() -> int:
-    """Return how many CPU cores this process may run on (at least 1)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def graceful_seconds(text: str) -> int:
+    """Parse ``--graceful-timeout``: a positive whole number of seconds.
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not one.
+    """
+    return _positive_integer(text)
 
 
 def add_serve_command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     default_port: int,
-    default_workers: int = 1,
 ) -> argparse.ArgumentParser:
-    """Add ``serve [--host H] [--port P] [--workers N] [--log-level L]`` to a command line.
+    """Add ``serve [--host H] [--port P] [--workers N] [--graceful-timeout S] [--log-level L]``.
+
+    Every service runs one worker process unless ``--workers`` says otherwise.
 
     Args:
         commands: The command line's subcommands.
         default_port: The service's usual port.
-        default_workers: The service's usual number of worker processes.
 
     Returns:
         The ``serve`` parser.
-
-    Raises:
-        ValueError: If ``default_workers`` is not positive.
     """
-    if default_workers < 1:
-        msg = f"default_workers must be positive, not {default_workers}"
-        raise ValueError(msg)
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument(
@@ -77,9 +90,19 @@ def add_serve_command(
     serve.add_argument(
         "--workers",
         type=worker_count,
-        default=default_workers,
+        default=1,
         metavar="N",
         help="worker processes, at least 1 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=graceful_seconds,
+        default=DEFAULT_GRACEFUL_TIMEOUT,
+        metavar="SECONDS",
+        help=(
+            "on SIGTERM or SIGINT, how long requests in flight may run before they are"
+            " cancelled (default: %(default)s)"
+        ),
     )
     serve.add_argument(
         "--log-level",
@@ -119,47 +142,93 @@ def shared_metrics(workers: int) -> Iterator[None]:
             os.environ.pop(MULTIPROCESS_DIRECTORY, None)
 
 
+def build_app(factory: str) -> Any:  # noqa: ANN401 - whatever app the factory builds
+    """Import ``factory`` and call it; exit with uvicorn's start-up failure code if either fails.
+
+    uvicorn gives that code (3) only to an app factory raising ``TypeError``;
+    for anything else its worker exits with 1 and its supervisor starts another
+    every half second, forever. With code 3 the supervisor stops instead. The
+    settings a factory refuses are logged without their values, which may be
+    secrets.
+
+    Args:
+        factory: The import path of the app factory, ``"package.module:create_app"``.
+
+    Returns:
+        The app.
+
+    Raises:
+        SystemExit: With code 3 if the factory cannot be imported or raises.
+    """
+    try:
+        return import_from_string(factory)()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}"
+            for problem in error.errors(include_input=False, include_url=False)
+        )
+        _logger.error("the app factory %s refused its settings: %s", factory, problems)  # noqa: TRY400
+    except Exception:
+        _logger.exception("the app factory %s failed", factory)
+    raise SystemExit(STARTUP_FAILURE)
+
+
+def supervise(config: uvicorn.Config) -> None:
+    """Run ``config.workers`` workers under uvicorn's supervisor until ``SIGTERM`` or ``SIGINT``.
+
+    What ``uvicorn.run`` does with several workers, and one thing more: uvicorn
+    stops its supervisor when a worker cannot start (the app factory raises,
+    the lifespan's start-up fails) but then returns as if asked to stop; here
+    that is an exit with uvicorn's start-up failure code.
+
+    Args:
+        config: What every worker serves, ``config.workers`` of them.
+
+    Raises:
+        SystemExit: With code 3 if the port is taken or a worker could not start.
+    """
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
+
+
 def serve(factory: str, arguments: argparse.Namespace) -> None:
     """Serve the app that ``factory`` builds, with uvicorn on uvloop and httptools.
 
-    Several workers each accept their share of connections (see
-    :mod:`servicekit.workers`) and share their metrics (see :func:`shared_metrics`).
+    Several workers are started and watched by uvicorn's supervisor (see
+    :func:`supervise`) and share their metrics (see :func:`shared_metrics`).
 
     Args:
         factory: The import path of the app factory, ``"package.module:create_app"``.
         arguments: The parsed ``serve`` arguments.
     """
+    app = functools.partial(build_app, factory)
     options: dict[str, Any] = {
+        "factory": True,
+        "host": arguments.host,
+        "port": arguments.port,
         "loop": "uvloop",
         "http": "httptools",
         "log_config": logging_config(arguments.log_level),
         "access_log": False,
         "server_header": False,
+        "timeout_graceful_shutdown": arguments.graceful_timeout,
     }
     with shared_metrics(arguments.workers):
-        if arguments.workers > 1 and balanced_workers_supported():
-            logging.config.dictConfig(options["log_config"])
-            config = WorkerConfig(factory, arguments.host, arguments.port, options)
-            serve_workers(config, arguments.workers)
+        if arguments.workers == 1:
+            uvicorn.run(app, **options)
         else:
-            uvicorn.run(
-                factory,
-                factory=True,
-                host=arguments.host,
-                port=arguments.port,
-                workers=arguments.workers,
-                **options,
-            )
+            supervise(uvicorn.Config(app, workers=arguments.workers, **options))
 
 
-def serve_command_line(  # noqa: PLR0913 - keyword-only, the service's defaults
+def serve_command_line(
     argv: list[str] | None,
     *,
     prog: str,
     description: str | None,
     factory: str,
     default_port: int,
-    default_workers: int = 1,
 ) -> int:
     """Run the command line of a service whose only command is ``serve``.
 
@@ -169,13 +238,12 @@ def serve_command_line(  # noqa: PLR0913 - keyword-only, the service's defaults
         description: What ``--help`` says of it.
         factory: The import path of the app factory.
         default_port: The service's usual port.
-        default_workers: The service's usual number of worker processes.
 
     Returns:
         The exit code.
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     commands = parser.add_subparsers(dest="command", required=True)
-    add_serve_command(commands, default_port=default_port, default_workers=default_workers)
+    add_serve_command(commands, default_port=default_port)
     serve(factory, parser.parse_args(argv))
     return 0

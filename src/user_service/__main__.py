@@ -1,11 +1,11 @@
 """Command line of user-service: ``user-service serve [--host H] [--port P] [--workers N]``.
 
-It runs one worker process per usable CPU core unless ``--workers`` says otherwise.
+It runs one worker process unless ``--workers`` says otherwise.
 """
 
 from __future__ import annotations
 
-from servicekit.cli import serve_command_line, usable_cores
+from servicekit.cli import serve_command_line
 
 DEFAULT_PORT = 8000
 
@@ -25,9 +25,6 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         factory="user_service.factory:create_app",
         default_port=DEFAULT_PORT,
-        # Its accounts are in a database that every worker shares, so one per core
-        # puts the machine to use; one process is bound by its event loop's core.
-        default_workers=usable_cores(),
     )
 
 

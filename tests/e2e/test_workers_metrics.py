@@ -2,22 +2,32 @@
 
 Which worker served a request is read from prometheus-client's files in the
 multiprocess directory, one per worker and named by its pid: a scrape cannot
-tell, and the JSON logs do not carry the pid. Requests go out concurrently, each
-on a new connection, so that the kernel hands some of them to each worker.
+tell, and the JSON logs do not carry the pid. The workers share one listening
+socket and whichever is awake first accepts a connection, so requests go out
+concurrently, each on a new connection, in batches until each worker has served
+some. A worker that uvicorn's supervisor replaces leaves its files behind, and
+the totals keep its counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import os
+import signal
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.worker_processes import (
+    sample_value,
+    serving,
+    wait_for_counted,
+    wait_until,
+    worker_pids,
+)
 from tests.support.servers import (
     HOST,
     free_port,
@@ -28,10 +38,8 @@ from tests.support.servers import (
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
-
-    from prometheus_client.metrics_core import Metric
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +48,14 @@ BATCH = 20
 MAX_BATCHES = 10
 DIRECTORY_PREFIX = "servicekit-metrics-"
 LIVEZ = {"method": "GET", "route": "/livez", "status": "200"}
+METRICS = {**LIVEZ, "route": "/metrics"}
 
 
 @contextlib.contextmanager
 def user_service(
-    tmp_path: Path, *, workers: int, env: Mapping[str, str] | None = None
+    tmp_path: Path, *, workers: int | None, env: Mapping[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``user-service serve --workers N``, its ``TMPDIR`` in ``tmp_path / "tmp"``.
+    """Run ``user-service serve --workers N`` (no option if ``None``), ``TMPDIR`` in ``tmp_path``.
 
     Yields:
         Its base URL once every worker is up, and the process.
@@ -56,7 +65,7 @@ def user_service(
     log_path = tmp_path / "user-service.log"
     command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
     with run_process(
-        [*command, "--workers", str(workers)],
+        [*command, *(["--workers", str(workers)] if workers else [])],
         port=port,
         env={
             "USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}",
@@ -65,7 +74,7 @@ def user_service(
         },
         log_path=log_path,
     ) as process:
-        wait_for_startups(log_path, workers, process)
+        wait_for_startups(log_path, workers or 1, process)
         yield f"http://{HOST}:{port}", process
 
 
@@ -82,16 +91,6 @@ def get_concurrently(url: str, count: int) -> list[httpx.Response]:
     return responses
 
 
-def sample_value(families: Iterable[Metric], name: str, labels: dict[str, str]) -> float:
-    values = [
-        sample.value
-        for family in families
-        for sample in family.samples
-        if sample.name == name and sample.labels == labels
-    ]
-    return sum(values)
-
-
 def scraped_livez(response: httpx.Response) -> tuple[float, float]:
     """``/livez`` in one scrape: requests counted, and requests timed."""
     families = list(text_string_to_metric_families(response.text))
@@ -100,37 +99,6 @@ def scraped_livez(response: httpx.Response) -> tuple[float, float]:
         sample_value(families, "http_requests_total", LIVEZ),
         sample_value(families, "http_request_duration_seconds_count", timed),
     )
-
-
-def requests_by_worker(directory: Path, route: str) -> dict[str, float]:
-    """The requests for ``route`` that each worker has counted in its file, by pid."""
-    counts = {}
-    for path in directory.glob("counter_*.db"):
-        families = MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
-        labels = {**LIVEZ, "route": route}
-        counts[path.stem.removeprefix("counter_")] = sample_value(
-            families, "http_requests_total", labels
-        )
-    return counts
-
-
-def wait_for_counted(directory: Path, route: str, total: int) -> dict[str, float]:
-    """Wait until the workers' files count ``total`` requests for ``route``; return them by pid.
-
-    A worker counts a request just after answering it, so a client may be faster.
-    """
-    deadline = time.monotonic() + 5
-    while sum((counts := requests_by_worker(directory, route)).values()) < total:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the workers counted {counts} requests for {route}, not {total}")
-        time.sleep(0.02)
-    assert sum(counts.values()) == total
-    return counts
-
-
-def serving(counts: dict[str, float]) -> int:
-    """How many workers have counted requests."""
-    return sum(count > 0 for count in counts.values())
 
 
 def metrics_directories(tmp_path: Path) -> list[Path]:
@@ -143,7 +111,7 @@ def spread_livez_over_workers(base_url: str, directory: Path) -> int:
     for _ in range(MAX_BATCHES):
         get_concurrently(f"{base_url}/livez", BATCH)
         sent += BATCH
-        counts = wait_for_counted(directory, "/livez", sent)
+        counts = wait_for_counted(directory, LIVEZ, sent)
         if serving(counts) == WORKERS:
             return sent
     pytest.fail(f"one worker served all {sent} requests: {counts}")
@@ -155,10 +123,10 @@ def test_every_scrape_reports_the_requests_of_all_workers(tmp_path: Path) -> Non
         sent = spread_livez_over_workers(base_url, directory)
 
         scrapes: list[tuple[float, float]] = []
-        scraped_by: dict[str, float] = {}
+        scraped_by: dict[int, float] = {}
         for batch in range(1, MAX_BATCHES + 1):
             scrapes += map(scraped_livez, get_concurrently(f"{base_url}/metrics", BATCH // 2))
-            scraped_by = wait_for_counted(directory, "/metrics", batch * BATCH // 2)
+            scraped_by = wait_for_counted(directory, METRICS, batch * BATCH // 2)
             if serving(scraped_by) == WORKERS:
                 break
 
@@ -179,15 +147,16 @@ def test_an_operators_multiprocess_directory_is_used_and_kept(tmp_path: Path) ->
     with user_service(tmp_path, workers=WORKERS, env=env) as (base_url, _):
         assert metrics_directories(tmp_path) == []
         get_concurrently(f"{base_url}/livez", BATCH)
-        wait_for_counted(theirs, "/livez", BATCH)
+        wait_for_counted(theirs, LIVEZ, BATCH)
         scrapes = [scraped_livez(httpx.get(f"{base_url}/metrics")) for _ in range(5)]
 
     assert scrapes == [(BATCH, BATCH)] * 5
     assert list(theirs.glob("counter_*.db")) != []
 
 
-def test_one_worker_keeps_its_metrics_in_memory(tmp_path: Path) -> None:
-    with user_service(tmp_path, workers=1) as (base_url, _):
+def test_one_worker_by_default_keeps_its_metrics_in_memory(tmp_path: Path) -> None:
+    with user_service(tmp_path, workers=None) as (base_url, process):
+        assert worker_pids(process.pid) == []  # no supervisor: the process serves itself
         get_concurrently(f"{base_url}/livez", BATCH)
         response = httpx.get(f"{base_url}/metrics")
 
@@ -195,3 +164,24 @@ def test_one_worker_keeps_its_metrics_in_memory(tmp_path: Path) -> None:
         # Only the in-process registry tells when each series was created.
         assert 'http_requests_created{method="GET",route="/livez",status="200"}' in response.text
         assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_the_counts_of_a_replaced_worker_stay_in_the_totals(tmp_path: Path) -> None:
+    with user_service(tmp_path, workers=WORKERS) as (base_url, process):
+        (directory,) = metrics_directories(tmp_path)
+        sent = spread_livez_over_workers(base_url, directory)
+        counts = wait_for_counted(directory, LIVEZ, sent)
+        killed = next(pid for pid, count in counts.items() if count > 0)
+
+        os.kill(killed, signal.SIGKILL)  # no chance to write anything more
+        wait_until(
+            lambda: len(pids := worker_pids(process.pid)) == WORKERS and killed not in pids,
+            timeout=30,
+            what=f"worker {killed} replaced",
+        )
+        wait_for_startups(tmp_path / "user-service.log", WORKERS + 1, process)
+        scrapes = [scraped_livez(httpx.get(f"{base_url}/metrics", timeout=10)) for _ in range(10)]
+
+    # Every scrape, whichever worker answers it, still counts what the killed one served.
+    assert scrapes == [(sent, sent)] * len(scrapes)
+    assert counts[killed] > 0

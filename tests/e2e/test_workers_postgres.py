@@ -3,6 +3,9 @@
 user-service runs with ``--workers 2``, or as two separate processes (replicas)
 sharing one database; 20 requests for one username race through them. The
 username comes in several spellings that PRECIS maps to one canonical form.
+The workers share one listening socket and whichever is awake first accepts,
+so a race may reach only one of them: races go on, each for a new username,
+until one has reached both (told by their metrics files, one per worker).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.e2e.worker_processes import requests_by_worker, serving, wait_for_counted
 from tests.support.postgres import drop_schema, new_schema, postgres_url
 from tests.support.servers import (
     HOST,
@@ -38,11 +42,20 @@ pytestmark = pytest.mark.e2e
 
 PASSWORD = "pw-e2e-workers-8d2a"
 CONCURRENT = 20
+WORKERS = 2
+MAX_RACES = 5
 POSTGRES_URL_VARIABLE = "USER_SERVICE_TEST_POSTGRES_URL"
-
-# One user, spelled three ways that all canonicalise to "racer" (RFC 8265 UsernameCaseMapped).
 CANONICAL = "racer"
-SPELLINGS = ("racer", "RACER", "\uff32\uff41\uff43\uff45\uff52")  # the last is fullwidth "Racer"
+CREATES = {"method": "POST", "route": "/accounts"}
+
+
+def spellings(canonical: str) -> tuple[str, str, str]:
+    """One user, spelled three ways that canonicalise alike (RFC 8265 UsernameCaseMapped).
+
+    For ``racer``: ``racer``, ``RACER`` and a fullwidth ``Racer`` (U+FF32 U+FF41 ...).
+    """
+    capitalised = canonical.capitalize()
+    return canonical, canonical.upper(), "".join(chr(ord(c) + 0xFEE0) for c in capitalised)
 
 
 @pytest.fixture(scope="module")
@@ -72,50 +85,86 @@ def with_search_path(url: str, schema: str) -> str:
 
 @contextlib.contextmanager
 def user_service(
-    log_path: Path, *, database_url: str, auth_url: str, workers: int = 1
+    log_path: Path,
+    *,
+    database_url: str,
+    auth_url: str,
+    workers: int | None = None,
+    metrics: Path | None = None,
 ) -> Iterator[str]:
-    """Run ``user-service serve --workers N`` until every worker is up; yield its base URL."""
+    """Run ``user-service serve`` until every worker is up; yield its base URL.
+
+    Args:
+        log_path: Where its output goes.
+        database_url: Its account store.
+        auth_url: Its auth-service.
+        workers: ``--workers N``; one, the default, if ``None``.
+        metrics: The multiprocess directory its workers share, kept for the test to read.
+    """
     port = free_port()
     command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
+    env = {"USER_SERVICE_AUTH_URL": auth_url, "USER_SERVICE_DATABASE_URL": database_url}
+    if metrics is not None:
+        metrics.mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     with run_process(
-        [*command, "--workers", str(workers)],
+        [*command, *(["--workers", str(workers)] if workers else [])],
         port=port,
-        env={"USER_SERVICE_AUTH_URL": auth_url, "USER_SERVICE_DATABASE_URL": database_url},
+        env=env,
         log_path=log_path,
     ) as process:
-        wait_for_startups(log_path, workers, process)
+        wait_for_startups(log_path, workers or 1, process)
         yield f"http://{HOST}:{port}"
 
 
-async def _race(base_urls: list[str]) -> list[httpx.Response]:
+async def _race(base_urls: list[str], canonical: str) -> list[httpx.Response]:
     """Send CONCURRENT requests for one user at once, spread over ``base_urls`` and spellings."""
+    names = spellings(canonical)
     limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=15, limits=limits) as http:
         return await asyncio.gather(
             *(
                 http.post(
                     f"{base_urls[number % len(base_urls)]}/accounts",
-                    json={"username": SPELLINGS[number % len(SPELLINGS)], "password": PASSWORD},
+                    json={"username": names[number % len(names)], "password": PASSWORD},
                 )
                 for number in range(CONCURRENT)
             )
         )
 
 
-def race(base_urls: list[str]) -> list[httpx.Response]:
-    return asyncio.run(_race(base_urls))
+def race(base_urls: list[str], canonical: str = CANONICAL) -> list[httpx.Response]:
+    return asyncio.run(_race(base_urls, canonical))
 
 
-def assert_exactly_one_created(responses: list[httpx.Response]) -> None:
+def assert_exactly_one_created(responses: list[httpx.Response], canonical: str = CANONICAL) -> None:
     statuses = Counter(response.status_code for response in responses)
     assert statuses == {201: 1, 409: CONCURRENT - 1}, [
         (response.status_code, response.text) for response in responses
     ]
     (created,) = (response for response in responses if response.status_code == 201)
-    assert created.json()["username"] == CANONICAL
-    assert {response.text for response in responses if response.status_code == 409} == {
-        '{"detail":"Username already taken"}'
+    assert created.json()["username"] == canonical
+    assert {response.json()["detail"] for response in responses if response.status_code == 409} == {
+        "Username already taken"
     }
+
+
+def race_until_every_worker_is_reached(base_url: str, metrics: Path) -> list[str]:
+    """Race for new usernames until one race has reached every worker; return the usernames.
+
+    Each race must create exactly one account.
+    """
+    created: list[str] = []
+    for number in range(MAX_RACES):
+        canonical = CANONICAL + "abcdefgh"[:number]
+        before = requests_by_worker(metrics, CREATES)
+        assert_exactly_one_created(race([base_url], canonical), canonical)
+        created.append(canonical)
+        after = wait_for_counted(metrics, CREATES, CONCURRENT * len(created))
+        this_race = {pid: count - before.get(pid, 0) for pid, count in after.items()}
+        if serving(this_race) == WORKERS:
+            return created
+    pytest.fail(f"{MAX_RACES} races each reached one worker only")
 
 
 async def _usernames_in(url: str, schema: str) -> list[str]:
@@ -136,13 +185,13 @@ def test_workers_on_postgres_create_one_account_for_racing_requests(
         tmp_path / "user-service.log",
         database_url=with_search_path(url, schema),
         auth_url=stand_in_auth.base_url,
-        workers=2,
+        workers=WORKERS,
+        metrics=tmp_path / "metrics",
     ) as base_url:
-        responses = race([base_url])
+        created = race_until_every_worker_is_reached(base_url, tmp_path / "metrics")
 
-    assert_exactly_one_created(responses)
     # The tables are in the schema the URL's options named: asyncpg passed them on.
-    assert asyncio.run(_usernames_in(url, schema)) == [CANONICAL]
+    assert sorted(asyncio.run(_usernames_in(url, schema))) == created
 
 
 def test_replicas_on_one_postgres_schema_create_one_account_for_racing_requests(
@@ -174,11 +223,11 @@ def test_workers_on_sqlite_create_one_account_for_racing_requests(
         tmp_path / "user-service.log",
         database_url=f"sqlite:///{database}",
         auth_url=stand_in_auth.base_url,
-        workers=2,
+        workers=WORKERS,
+        metrics=tmp_path / "metrics",
     ) as base_url:
-        responses = race([base_url])
+        created = race_until_every_worker_is_reached(base_url, tmp_path / "metrics")
 
-    assert_exactly_one_created(responses)
     with contextlib.closing(sqlite3.connect(database)) as connection:
-        rows = connection.execute("SELECT username FROM accounts").fetchall()
-    assert rows == [(CANONICAL,)]
+        rows = connection.execute("SELECT username FROM accounts ORDER BY username").fetchall()
+    assert rows == [(name,) for name in created]

@@ -1,201 +1,415 @@
-"""``serve --workers N``: connections spread over the workers, which are watched by a supervisor.
+"""``serve --workers N``: what uvicorn's supervisor does when a worker dies, hangs or cannot start.
 
-The supervisor restarts a worker that dies, refuses a port already taken,
-stops when a worker cannot start, and its workers end when it is killed.
+Every test runs ``user-service serve`` as a real process and watches its
+workers through ``/proc``. The supervisor checks its workers every half
+second: it pings each (answered by a thread of the worker) and replaces one
+that has exited or has not answered within 5 s. It stops with exit code 3 if a
+worker could not start, rather than starting another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
-from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
+from tests.e2e.worker_processes import holder, is_running, wait_until, worker_pids
+from tests.support.log_scan import register_log
 from tests.support.servers import (
     HOST,
+    STARTED,
     free_port,
     run_process,
     venv_command,
+    wait_for_port,
     wait_for_startups,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 2
-GONE_TIMEOUT = 10.0
-CONNECTIONS = 64
 STARTUP_FAILURE = 3
-SHUTDOWN = "Application shutdown complete."
+HEALTHCHECK_SECONDS = 5  # uvicorn's default ping timeout
+REPLACED_WITHIN = 30.0
+EXIT_WITHIN = 60.0
+GRACEFUL_SECONDS = 5
 
 
-def worker_pids(supervisor: int) -> list[int]:
-    """The pids of the uvicorn workers the supervisor started (not multiprocessing's helpers)."""
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return [
-        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+def request_head(length: int) -> bytes:
+    """The head of a ``POST /accounts`` whose body has ``length`` bytes."""
+    return (
+        b"POST /accounts HTTP/1.1\r\nHost: user-service\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % length
+    )
 
 
-def is_running(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+# Headers, and the first byte of a body of 100: the request stays in flight until the rest comes.
+UNFINISHED_REQUEST = request_head(100) + b"{"
+FINISHED_SERVER = re.compile(r'"message": "Finished server process \[(\d+)\]"')
+GRACE_EXCEEDED = re.compile(r'"message": "Cancel \d+ running task\(s\), timeout graceful shutdown')
 
 
-def accepts_connections(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+def command(port: int, *options: str) -> list[str]:
+    return [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port), *options]
+
+
+def database_env(tmp_path: Path) -> dict[str, str]:
+    """An account store in ``tmp_path``, and the workers' metrics directory there too."""
+    return {
+        "USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}",
+        "TMPDIR": str(tmp_path),
+    }
+
+
+def read_log(log_path: Path) -> str:
+    return log_path.read_text(encoding="utf-8", errors="replace")
 
 
 @contextlib.contextmanager
-def workers_serving(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``user-service serve --workers 2`` until both workers are up."""
+def workers_serving(
+    tmp_path: Path, *options: str, workers: int = WORKERS
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """Run ``user-service serve --workers N`` until every worker is up.
+
+    Yields:
+        The supervisor, its port and its log file.
+    """
+    port = free_port()
     log_path = tmp_path / "user-service.log"
-    command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
-    env = {"USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}"}
     with run_process(
-        [*command, "--workers", str(WORKERS)], port=port, env=env, log_path=log_path
+        command(port, "--workers", str(workers), *options),
+        port=port,
+        env=database_env(tmp_path),
+        log_path=log_path,
     ) as supervisor:
-        wait_for_startups(log_path, WORKERS, supervisor)
-        yield supervisor
+        wait_for_startups(log_path, workers, supervisor)
+        wait_until(
+            lambda: len(worker_pids(supervisor.pid)) == workers,
+            timeout=REPLACED_WITHIN,
+            what=f"{workers} workers",
+        )
+        yield supervisor, port, log_path
 
 
-def test_workers_shut_down_when_the_supervisor_is_killed(tmp_path: Path) -> None:
-    port = free_port()
-    with workers_serving(tmp_path, port) as supervisor:
-        workers = worker_pids(supervisor.pid)
-        assert len(workers) == WORKERS
-        assert httpx.get(f"http://{HOST}:{port}/livez").status_code == 200
-
-        supervisor.kill()  # SIGKILL: it can neither stop its workers nor clean up
-        supervisor.wait()
-
-        deadline = time.monotonic() + GONE_TIMEOUT
-        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    assert [pid for pid in workers if is_running(pid)] == []
-    assert not accepts_connections(port)
-    # Each worker got SIGTERM and shut down as when asked: its app closed its store.
-    log = (tmp_path / "user-service.log").read_text(encoding="utf-8")
-    assert log.count(SHUTDOWN) == WORKERS
+def livez(port: int) -> int:
+    return httpx.get(f"http://{HOST}:{port}/livez", timeout=10).status_code
 
 
-def socket_inodes(pid: int) -> set[int]:
-    """The inodes of the sockets process ``pid`` has open."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = fd.readlink().name
-            if target.startswith("socket:["):
-                inodes.add(int(target[len("socket:[") : -1]))
-    return inodes
+def replacement_of(supervisor: int, gone: int) -> list[int] | None:
+    """The workers, once ``gone`` has been replaced by a new one; ``None`` until then."""
+    workers = worker_pids(supervisor)
+    return workers if len(workers) == WORKERS and gone not in workers else None
 
 
-def accepted_by(port: int, client_ports: set[int]) -> dict[int, int]:
-    """For each of our client ports, the inode of the server's socket that accepted it."""
-    accepted = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].rpartition(":")[2], 16)
-        remote_port = int(fields[2].rpartition(":")[2], 16)
-        if local_port == port and remote_port in client_ports:
-            accepted[remote_port] = int(fields[9])
-    return accepted
-
-
-def test_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
-    port = free_port()
-    with workers_serving(tmp_path, port) as supervisor, contextlib.ExitStack() as stack:
-        clients = [
-            stack.enter_context(socket.create_connection((HOST, port), timeout=5))
-            for _ in range(CONNECTIONS)
-        ]
-        time.sleep(0.2)  # let the workers accept
-        accepted = accepted_by(port, {client.getsockname()[1] for client in clients})
-        owner = {inode: pid for pid in worker_pids(supervisor.pid) for inode in socket_inodes(pid)}
-        per_worker = Counter(owner.get(inode) for inode in accepted.values())
-
-    assert len(accepted) == CONNECTIONS
-    assert None not in per_worker, "every connection is held by a worker"
-    # The kernel hashes connections over the workers' sockets: fewer than a quarter
-    # on either of two workers has a chance of about 1 in 30,000.
-    assert len(per_worker) == WORKERS
-    assert min(per_worker.values()) >= CONNECTIONS // 4, per_worker
-
-
-def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
-    port = free_port()
-    with workers_serving(tmp_path, port) as supervisor:
+def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    with workers_serving(tmp_path) as (supervisor, port, log_path):
         first, second = worker_pids(supervisor.pid)
-        os.kill(first, signal.SIGKILL)
+        os.kill(first, signal.SIGKILL)  # as the out-of-memory killer would
 
-        deadline = time.monotonic() + GONE_TIMEOUT
-        while time.monotonic() < deadline:
-            workers = worker_pids(supervisor.pid)
-            if len(workers) == WORKERS and first not in workers:
-                break
-            time.sleep(0.05)
-        wait_for_startups(tmp_path / "user-service.log", WORKERS + 1, supervisor)
+        workers = wait_until(
+            lambda: replacement_of(supervisor.pid, first),
+            timeout=REPLACED_WITHIN,
+            what=f"worker {first} replaced",
+        )
+        wait_for_startups(log_path, WORKERS + 1, supervisor)
 
         assert second in workers
-        assert first not in workers
-        assert len(workers) == WORKERS
-        assert httpx.get(f"http://{HOST}:{port}/livez").status_code == 200
-    log = (tmp_path / "user-service.log").read_text(encoding="utf-8")
-    assert f"worker {first} died of signal {signal.SIGKILL.value}" in log
+        assert livez(port) == 200
+        assert supervisor.poll() is None
+        assert f"Child process [{first}] died" in read_log(log_path)
 
 
-def run_to_exit(command: list[str], env: dict[str, str], log_path: Path) -> int:
+def test_a_worker_that_exits_by_itself_is_replaced_and_the_others_serve_on(
+    tmp_path: Path,
+) -> None:
+    with workers_serving(tmp_path) as (supervisor, port, log_path):
+        first, second = worker_pids(supervisor.pid)
+        os.kill(first, signal.SIGTERM)  # it shuts down cleanly and exits with 0
+
+        workers = wait_until(
+            lambda: replacement_of(supervisor.pid, first),
+            timeout=REPLACED_WITHIN,
+            what=f"worker {first} replaced",
+        )
+        wait_for_startups(log_path, WORKERS + 1, supervisor)
+
+        assert second in workers
+        assert livez(port) == 200
+        assert supervisor.poll() is None  # a clean exit of one worker does not stop the service
+        log = read_log(log_path)
+        assert str(first) in FINISHED_SERVER.findall(log)
+        assert f"Child process [{first}] died" in log
+
+
+def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
+    with workers_serving(tmp_path) as (supervisor, port, log_path):
+        first, second = worker_pids(supervisor.pid)
+        stopped_at = time.monotonic()
+        os.kill(first, signal.SIGSTOP)  # it can no longer answer the supervisor's ping
+        try:
+            workers = wait_until(
+                lambda: replacement_of(supervisor.pid, first),
+                timeout=REPLACED_WITHIN,
+                what=f"hung worker {first} replaced",
+            )
+            replaced_after = time.monotonic() - stopped_at
+        finally:
+            if is_running(first):
+                os.kill(first, signal.SIGKILL)
+        wait_for_startups(log_path, WORKERS + 1, supervisor)
+
+        assert second in workers
+        assert not is_running(first)
+        # Not before its ping had gone unanswered for the whole timeout.
+        assert replaced_after >= HEALTHCHECK_SECONDS
+        assert livez(port) == 200
+        assert f"Child process [{first}] died" in read_log(log_path)
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+    with (
+        workers_serving(tmp_path) as (supervisor, port, log_path),
+        socket.create_connection((HOST, port), timeout=30) as client,
+    ):
+        body = b'{"username": "", "password": "pw-e2e-drain-51c3"}'
+        client.sendall(request_head(len(body)) + body[:1])
+        wait_until(
+            lambda: holder(port, client, worker_pids(supervisor.pid)),
+            timeout=10,
+            what="a worker accepts the connection",
+        )
+
+        supervisor.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: "Waiting for connections to close" in read_log(log_path),
+            timeout=30,
+            what="the worker holding the request waits for it",
+        )
+        client.sendall(body[1:])
+        answer = client.makefile("rb").read()  # until the worker closes the connection
+        exit_code = supervisor.wait(timeout=EXIT_WITHIN)
+
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 422 ")
+    assert b"connection: close" in rest.lower()
+    assert b"username" in rest
+    assert exit_code == 0
+    assert GRACE_EXCEEDED.findall(read_log(log_path)) == []
+
+
+def test_sigterm_stops_every_worker_at_once_within_the_graceful_timeout(tmp_path: Path) -> None:
+    workers = 3
+    with (
+        workers_serving(tmp_path, "--graceful-timeout", str(GRACEFUL_SECONDS), workers=workers) as (
+            supervisor,
+            port,
+            log_path,
+        ),
+        contextlib.ExitStack() as clients,
+    ):
+        pids = worker_pids(supervisor.pid)
+        held: dict[int, socket.socket] = {}
+        for _ in range(100):  # until every worker holds a request that never finishes
+            client = clients.enter_context(socket.create_connection((HOST, port), timeout=30))
+            client.sendall(UNFINISHED_REQUEST)
+            pid = wait_until(
+                functools.partial(holder, port, client, pids),
+                timeout=10,
+                what="a worker accepts the connection",
+            )
+            held.setdefault(pid, client)
+            if len(held) == workers:
+                break
+        assert sorted(held) == sorted(pids)
+
+        asked_at = time.monotonic()
+        supervisor.send_signal(signal.SIGTERM)
+        exit_code = supervisor.wait(timeout=EXIT_WITHIN)
+        took = time.monotonic() - asked_at
+        answers = [client.makefile("rb").read() for client in held.values()]
+
+    assert exit_code == 0
+    # Each worker gave its request the graceful time, all at the same time:
+    # one after another, three would take three times as long.
+    assert GRACEFUL_SECONDS <= took < 2 * GRACEFUL_SECONDS, took
+    # Cancelled: each request is answered 503 with Retry-After, not uvicorn's bare 500.
+    assert [answer.partition(b"\r\n")[0] for answer in answers] == [
+        b"HTTP/1.1 503 Service Unavailable"
+    ] * workers
+    assert all(b"retry-after: 1" in answer.lower() for answer in answers)
+    assert all(b'"code": "shutting_down"' in answer for answer in answers)
+    assert len(GRACE_EXCEEDED.findall(read_log(log_path))) == workers
+    assert [pid for pid in pids if is_running(pid)] == []
+
+
+def test_sighup_replaces_every_worker(tmp_path: Path) -> None:
+    with workers_serving(tmp_path) as (supervisor, port, log_path):
+        old = set(worker_pids(supervisor.pid))
+        supervisor.send_signal(signal.SIGHUP)
+
+        new = wait_until(
+            lambda: (
+                workers
+                if len(workers := set(worker_pids(supervisor.pid))) == WORKERS and not workers & old
+                else None
+            ),
+            timeout=2 * REPLACED_WITHIN,
+            what="every worker replaced",
+        )
+        wait_for_startups(log_path, 2 * WORKERS, supervisor)
+
+        assert supervisor.poll() is None
+        assert livez(port) == 200
+        log = read_log(log_path)
+        assert "Received SIGHUP, restarting processes." in log
+        assert old <= {int(pid) for pid in FINISHED_SERVER.findall(log)}
+        assert new.isdisjoint(old)
+
+
+def test_sigttin_adds_a_worker_and_sigttou_removes_one(tmp_path: Path) -> None:
+    with workers_serving(tmp_path) as (supervisor, port, log_path):
+        supervisor.send_signal(signal.SIGTTIN)
+        wait_until(
+            lambda: len(worker_pids(supervisor.pid)) == WORKERS + 1,
+            timeout=REPLACED_WITHIN,
+            what="one worker more",
+        )
+        wait_for_startups(log_path, WORKERS + 1, supervisor)
+
+        supervisor.send_signal(signal.SIGTTOU)
+        wait_until(
+            lambda: len(worker_pids(supervisor.pid)) == WORKERS,
+            timeout=REPLACED_WITHIN,
+            what="one worker fewer",
+        )
+
+        assert supervisor.poll() is None
+        assert livez(port) == 200
+
+
+def run_to_exit(args: list[str], env: dict[str, str], log_path: Path) -> tuple[int, float]:
+    """Run a command to its end; return its exit code and how long it ran."""
+    register_log(log_path)
+    started = time.monotonic()
     with log_path.open("wb") as log:
-        return subprocess.run(
-            command,
+        exit_code = subprocess.run(
+            args,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             check=False,
-            timeout=60,
+            timeout=EXIT_WITHIN,
         ).returncode
+    return exit_code, time.monotonic() - started
 
 
-def test_a_port_already_taken_is_refused(tmp_path: Path) -> None:
-    port = free_port()
+def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
     log_path = tmp_path / "second.log"
-    env = {"USER_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.db'}"}
-    command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
-    # Taken by another set of workers, whose SO_REUSEPORT sockets would let a second set join.
-    with workers_serving(tmp_path, port):
-        exit_code = run_to_exit([*command, "--workers", str(WORKERS)], env, log_path)
+    with socket.create_server((HOST, 0)) as taken:
+        port = taken.getsockname()[1]
+        exit_code, _ = run_to_exit(
+            command(port, "--workers", str(WORKERS)), database_env(tmp_path), log_path
+        )
 
     assert exit_code == STARTUP_FAILURE
-    assert f"cannot bind {HOST}:{port}" in log_path.read_text(encoding="utf-8")
+    log = read_log(log_path)
+    assert "Address already in use" in log
+    assert "Started server process" not in log
 
 
-def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
+def test_an_app_factory_that_raises_stops_the_supervisor(tmp_path: Path) -> None:
+    log_path = tmp_path / "user-service.log"
+    env = {**database_env(tmp_path), "USER_SERVICE_AUTH_TIMEOUT": "not-a-number-7f3e"}
+
+    exit_code, _ = run_to_exit(command(free_port(), "--workers", str(WORKERS)), env, log_path)
+
+    assert exit_code == STARTUP_FAILURE
+    log = read_log(log_path)
+    # Each worker tried once; none was started again.
+    assert log.count("refused its settings: auth_timeout: Input should be a valid number") == (
+        WORKERS
+    )
+    assert "failed to start, stopping the parent process" in log
+    assert "not-a-number-7f3e" not in log  # settings are logged without their values
+
+
+def test_a_worker_whose_start_up_fails_stops_the_supervisor(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the database's folder should be")
     log_path = tmp_path / "user-service.log"
     env = {"USER_SERVICE_DATABASE_URL": f"sqlite:///{blocker / 'accounts.db'}"}
-    command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(free_port())]
 
-    exit_code = run_to_exit([*command, "--workers", str(WORKERS)], env, log_path)
+    exit_code, _ = run_to_exit(command(free_port(), "--workers", str(WORKERS)), env, log_path)
 
     assert exit_code == STARTUP_FAILURE
-    assert f"exited with {STARTUP_FAILURE}; stopping" in log_path.read_text(encoding="utf-8")
+    log = read_log(log_path)
+    assert log.count("Application startup failed. Exiting.") == WORKERS
+    assert "failed to start, stopping the parent process" in log
+    assert STARTED not in log
+
+
+def test_workers_outlive_a_killed_supervisor_until_their_process_group_is_stopped(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "user-service.log"
+    register_log(log_path)
+    with log_path.open("ab") as log:
+        supervisor = subprocess.Popen(
+            command(port, "--workers", str(WORKERS)),
+            env={**os.environ, **database_env(tmp_path)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, as a service manager gives it
+        )
+    workers: list[int] = []
+    try:
+        wait_for_port(port, process=supervisor)
+        wait_for_startups(log_path, WORKERS, supervisor)
+        workers = wait_until(
+            lambda: pids if len(pids := worker_pids(supervisor.pid)) == WORKERS else None,
+            timeout=REPLACED_WITHIN,
+            what=f"{WORKERS} workers",
+        )
+
+        supervisor.kill()  # SIGKILL: it can tell its workers nothing
+        supervisor.wait(timeout=EXIT_WITHIN)
+
+        assert all(is_running(pid) for pid in workers)
+        assert livez(port) == 200  # nobody watches them, but they serve on
+
+        os.killpg(supervisor.pid, signal.SIGTERM)
+        wait_until(
+            lambda: not any(is_running(pid) for pid in workers),
+            timeout=EXIT_WITHIN,
+            what="the workers stop",
+        )
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                if is_running(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+    assert sorted(map(int, FINISHED_SERVER.findall(read_log(log_path)))) == sorted(workers)
+    # Nobody removed the workers' metrics directory either.
+    assert len(list(tmp_path.glob("servicekit-metrics-*"))) == 1
+    with pytest.raises(httpx.ConnectError):
+        livez(port)
