@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from servicekit.cpus import usable_cores
-from servicekit.database_url import PostgresUrl, SqliteUrl, parse_database_url
-
-DATABASE_URL_SETTING = "AUTH_SERVICE_DATABASE_URL"
+from servicekit.database_url import DatabaseSettings, database_url_field
 
 
-class Settings(BaseSettings):
+class Settings(DatabaseSettings):
     """Settings of auth-service.
 
     Each field is read from the environment variable of the same name in upper
@@ -31,14 +29,12 @@ class Settings(BaseSettings):
     per process: with ``serve --workers N``, set ``hash_workers`` to the cores
     divided by ``N``.
 
+    The database settings (``database_url``, ``database_timeout_seconds``,
+    ``postgres_max_connections``) are those of
+    :class:`~servicekit.database_url.DatabaseSettings`.
+
     Attributes:
-        database_url: ``sqlite:///relative/path``, ``sqlite:////absolute/path``
-            or ``postgresql://user:password@host/database``. Never shown in
-            ``repr`` or error messages, since it may hold a password.
-        database_timeout_seconds: How long a database call may wait: SQLite's
-            busy timeout, PostgreSQL's connect and statement timeouts, and the
-            time ``/readyz`` allows for its check.
-        postgres_max_connections: Connections in the PostgreSQL pool of each process.
+        database_url: Where the credentials are kept (``AUTH_SERVICE_DATABASE_URL``).
         argon2_time_cost: Argon2id iterations (OWASP minimum: 2).
         argon2_memory_cost: Argon2id memory, in KiB (OWASP minimum: 19456, 19 MiB).
         argon2_parallelism: Argon2id lanes (OWASP minimum: 1).
@@ -48,6 +44,9 @@ class Settings(BaseSettings):
             process, whatever the target delay admits (see above).
         target_queue_delay_seconds: The longest a check should wait for a
             thread; the admission limit follows from it (see above).
+        hash_niceness: How much lower the hashing threads' CPU priority is
+            than the event loop's (Linux ``nice``, 0 to 19), so that requests,
+            refusals included, are answered promptly while the cores hash.
         lockout_threshold: Failed attempts on one account, within the window,
             after which further attempts are refused with ``429``.
         lockout_window_seconds: The window, counted from the first failure in
@@ -58,25 +57,13 @@ class Settings(BaseSettings):
         env_prefix="AUTH_SERVICE_", frozen=True, hide_input_in_errors=True
     )
 
-    database_url: str = Field(default="sqlite:///var/auth-service.db", repr=False)
-    database_timeout_seconds: float = Field(default=5.0, gt=0)
-    postgres_max_connections: int = Field(default=10, ge=1)
+    database_url: str = database_url_field("sqlite:///var/auth-service.db")
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_cost: int = Field(default=19456, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1)
     hash_workers: int = Field(default_factory=usable_cores, ge=1)
     max_pending_hashes: int = Field(default=256, ge=1)
     target_queue_delay_seconds: float = Field(default=1.0, gt=0)
+    hash_niceness: int = Field(default=0, ge=0, le=19)
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_window_seconds: float = Field(default=900.0, gt=0)
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_is_supported(cls, value: str) -> str:
-        parse_database_url(value, setting=DATABASE_URL_SETTING)
-        return value
-
-    @property
-    def database(self) -> SqliteUrl | PostgresUrl:
-        """The database that ``database_url`` names."""
-        return parse_database_url(self.database_url, setting=DATABASE_URL_SETTING)

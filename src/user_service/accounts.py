@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def utc_now() -> datetime:
@@ -32,7 +36,22 @@ class UsernameTakenError(Exception):
 
 
 class AccountStoreUnavailableError(Exception):
-    """The account database cannot be reached, or stayed locked too long."""
+    """The account database cannot be reached, failed, or could not take the call now.
+
+    Nothing was stored; the same call, made again shortly, may succeed.
+    """
+
+
+class AccountStoreBusyError(AccountStoreUnavailableError):
+    """Too many creates are waiting for the database already: this one was refused at once."""
+
+
+class IdempotencyClaimLostError(AccountStoreUnavailableError):
+    """The request's claim on its idempotency key ran out and another request claimed the key.
+
+    Nothing was stored. A retry with the key gets what the other request gets:
+    its account once it completes, or "in progress" until then.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +61,13 @@ class IdempotencyClaim:
     Attributes:
         key: The ``Idempotency-Key`` header as sent.
         fingerprint: What identifies the request's body (never derived from the password).
+        token: Tells this claim from any other on the same key: the key is
+            completed, or released, only while this claim still holds it.
     """
 
     key: str
     fingerprint: str
+    token: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +100,15 @@ class IdempotencyPolicy:
     """How long keys live.
 
     Attributes:
-        ttl: A key, completed or not, is forgotten this long after it was claimed.
+        ttl: A key is forgotten this long after it was claimed, or completed.
         lease: An unfinished claim older than this is taken to be abandoned
             (its process died) and may be claimed again.
+        clock: Gives the time that claims are stamped and judged with.
     """
 
     ttl: timedelta = timedelta(hours=24)
     lease: timedelta = timedelta(seconds=60)
+    clock: Callable[[], datetime] = field(default=utc_now, compare=False, repr=False)
 
 
 class AccountStore(Protocol):
@@ -93,9 +117,11 @@ class AccountStore(Protocol):
     - Usernames are unique: ``create`` raises :class:`UsernameTakenError` for a
       second account, also when many ``create`` calls race.
     - An account created with an idempotency claim is stored in the same
-      transaction as the key's completion, so a replay always finds it.
+      transaction as the key's completion, so a replay always finds it; if
+      the claim no longer holds the key, neither is stored.
     - No call blocks the event loop.
-    - A database that cannot be reached raises :class:`AccountStoreUnavailableError`.
+    - Any failure of the database, and any call while the store is closed or
+      closing, raises :class:`AccountStoreUnavailableError`.
     """
 
     async def open(self) -> None:
@@ -124,6 +150,8 @@ class AccountStore(Protocol):
 
         Raises:
             UsernameTakenError: If an account with that username exists.
+            IdempotencyClaimLostError: If ``idempotency`` no longer holds its key.
+            AccountStoreBusyError: If too many creates are waiting already.
         """
         ...
 
@@ -136,7 +164,7 @@ class AccountStore(Protocol):
         ...
 
     async def release(self, claim: IdempotencyClaim) -> None:
-        """Give up an unfinished claim, so that a retry runs afresh."""
+        """Give up an unfinished claim, so that a retry runs afresh; a key it lost stays."""
         ...
 
     async def reset(self) -> None:
@@ -147,6 +175,7 @@ class AccountStore(Protocol):
 @dataclass
 class _Key:
     fingerprint: str
+    token: str
     claimed_at: datetime
     account: UserAccount | None = None
 
@@ -178,25 +207,18 @@ class InMemoryAccountStore:
     async def create(
         self, username: str, *, idempotency: IdempotencyClaim | None = None
     ) -> UserAccount:
-        """Create and store a new account.
-
-        Args:
-            username: Username for the new account.
-            idempotency: A claim made by :meth:`claim`, completed with the account.
-
-        Returns:
-            The created account.
-
-        Raises:
-            UsernameTakenError: If an account with that username exists.
-        """
+        """Create an account; see :meth:`AccountStore.create`."""
+        if idempotency is not None and not self._holds(idempotency):
+            raise IdempotencyClaimLostError(idempotency.key)
         if username in self._by_username:
             raise UsernameTakenError(username)
         account = UserAccount(id=self._next_id, username=username)
         self._next_id += 1
         self._accounts[account.id] = self._by_username[username] = account
         if idempotency is not None:
-            self._keys[idempotency.key] = _Key(idempotency.fingerprint, utc_now(), account)
+            self._keys[idempotency.key] = _Key(
+                idempotency.fingerprint, idempotency.token, self._policy.clock(), account
+            )
         return account
 
     async def get(self, account_id: int) -> UserAccount | None:
@@ -205,12 +227,12 @@ class InMemoryAccountStore:
 
     async def claim(self, claim: IdempotencyClaim) -> ClaimOutcome:
         """Claim an idempotency key for a request about to run."""
-        now = utc_now()
+        now = self._policy.clock()
         held = self._keys.get(claim.key)
         if held is not None and now - held.claimed_at >= self._policy.ttl:
             held = None
         if held is None or (held.account is None and now - held.claimed_at >= self._policy.lease):
-            self._keys[claim.key] = _Key(claim.fingerprint, now)
+            self._keys[claim.key] = _Key(claim.fingerprint, claim.token, now)
             return Claimed()
         if held.fingerprint != claim.fingerprint:
             return Mismatch()
@@ -219,9 +241,9 @@ class InMemoryAccountStore:
         return Completed(held.account)
 
     async def release(self, claim: IdempotencyClaim) -> None:
-        """Give up an unfinished claim, so that a retry runs afresh."""
+        """Give up an unfinished claim; see :meth:`AccountStore.release`."""
         held = self._keys.get(claim.key)
-        if held is not None and held.account is None and held.fingerprint == claim.fingerprint:
+        if held is not None and held.account is None and held.token == claim.token:
             del self._keys[claim.key]
 
     async def reset(self) -> None:
@@ -230,3 +252,7 @@ class InMemoryAccountStore:
         self._accounts.clear()
         self._by_username.clear()
         self._keys.clear()
+
+    def _holds(self, claim: IdempotencyClaim) -> bool:
+        held = self._keys.get(claim.key)
+        return held is None or (held.account is None and held.token == claim.token)

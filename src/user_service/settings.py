@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import Field, HttpUrl, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from servicekit.database_url import parse_database_url
-
-DATABASE_URL_SETTING = "USER_SERVICE_DATABASE_URL"
+from servicekit.database_url import DatabaseSettings, database_url_field
 
 
-class Settings(BaseSettings):
+class Settings(DatabaseSettings):
     """Configuration of user-service.
+
+    The database settings (``database_url``, ``database_timeout_seconds``,
+    ``postgres_max_connections``) are those of
+    :class:`~servicekit.database_url.DatabaseSettings`.
 
     Attributes:
         auth_url: Base URL of auth-service (``USER_SERVICE_AUTH_URL``).
@@ -27,8 +29,10 @@ class Settings(BaseSettings):
             request with less of its time budget left is refused with 503 at once.
         auth_max_in_flight: The most calls to auth-service in flight at once, per
             worker process; one more is refused with 503 at once.
-        database_url: Where accounts are kept: ``sqlite:///PATH`` or
-            ``postgresql://...`` (``USER_SERVICE_DATABASE_URL``).
+        database_url: Where accounts are kept (``USER_SERVICE_DATABASE_URL``).
+        sqlite_max_queued_creates: The most creates waiting, per worker process,
+            for the SQLite transaction that commits them; one more is refused
+            with 503 at once, rather than held in memory.
         idempotency_ttl_seconds: How long an ``Idempotency-Key`` is remembered.
         idempotency_lease_seconds: After how long an unfinished request's key is
             taken to be abandoned (its process died) and may be used again.
@@ -44,7 +48,8 @@ class Settings(BaseSettings):
     auth_keepalive_seconds: float = Field(default=4.0, gt=0)
     auth_min_budget_seconds: float = Field(default=0.05, gt=0)
     auth_max_in_flight: int = Field(default=64, ge=1)
-    database_url: str = "sqlite:///var/user-service.db"
+    database_url: str = database_url_field("sqlite:///var/user-service.db")
+    sqlite_max_queued_creates: int = Field(default=1024, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     idempotency_lease_seconds: int = Field(default=60, gt=0)
     max_body_bytes: int = Field(default=16 * 1024, gt=0)
@@ -57,12 +62,6 @@ class Settings(BaseSettings):
             msg = "must be a base URL, without a query or a fragment"
             raise ValueError(msg)
         return str(url).rstrip("/")
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_is_supported(cls, value: str) -> str:
-        parse_database_url(value, setting=DATABASE_URL_SETTING)
-        return value
 
     @property
     def idempotency_ttl(self) -> timedelta:

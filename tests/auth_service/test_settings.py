@@ -118,3 +118,23 @@ def test_repr_does_not_show_the_database_url() -> None:
     settings = Settings(database_url="postgresql://user:secret@db/auth")
 
     assert "secret" not in repr(settings)
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_database_limits_default_to_five_seconds_and_ten_connections() -> None:
+    settings = Settings()
+
+    assert (settings.database_timeout_seconds, settings.postgres_max_connections) == (5.0, 10)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://user:hunter2@db:port/auth", "postgresql://user:hun@ter2@db/auth"],
+    ids=["port-not-a-number", "unescaped-at"],
+)
+def test_a_postgres_url_the_driver_would_misread_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ValueError, match="AUTH_SERVICE_DATABASE_URL") as refusal:
+        Settings(database_url=url)
+
+    assert "hun" not in str(refusal.value)
+    assert "ter2" not in str(refusal.value)

@@ -125,3 +125,25 @@ async def test_write_lock_held_elsewhere_times_out_as_unavailable(
         finally:
             other.execute("ROLLBACK")
             other.close()
+
+
+async def test_a_corrupt_file_is_unavailable(
+    sqlite_settings: Settings, database_path: Path
+) -> None:
+    async with store_from_settings(sqlite_settings) as store:
+        for n in range(200):
+            await store.add(f"user{n}", HASH)
+    page_size = pragma(database_path, "page_size")
+    assert isinstance(page_size, int)
+    size = (await anyio.Path(database_path).stat()).st_size
+    with database_path.open("r+b") as database:
+        database.seek(page_size)
+        database.write(b"\xff" * (size - page_size))
+
+    async with store_from_settings(sqlite_settings) as store:
+        with pytest.raises(StoreUnavailableError, match="malformed"):
+            await store.contains("user1")
+        with pytest.raises(StoreUnavailableError, match="malformed"):
+            await store.record_failure(
+                "user1", now=1.0, policy=LockoutPolicy(threshold=3, window_seconds=60)
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import asyncpg
 import pytest
 
 from auth_service.lockout import LockoutPolicy
@@ -321,3 +322,23 @@ async def test_dropped_postgres_schema_fails_the_ping(
 
         with pytest.raises(StoreUnavailableError, match="PostgreSQL"):
             await store.ping()
+
+
+async def test_a_row_lock_held_elsewhere_times_out_as_unavailable(
+    postgres_database_url: str,
+) -> None:
+    settings = make_settings(postgres_database_url, database_timeout_seconds=0.5)
+    async with store_from_settings(settings) as store:
+        await store.add("alice", HASH)
+        other = await asyncpg.connect(postgres_database_url)
+        try:
+            async with other.transaction():
+                await other.execute("SELECT 1 FROM credentials WHERE username = 'alice' FOR UPDATE")
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(StoreUnavailableError, match="QueryCanceled"):
+                    await fail(store, "alice", 1)
+                assert asyncio.get_running_loop().time() - started < 5
+        finally:
+            await other.close()
+        await fail(store, "alice", 1)
+        assert await look_up(store, "alice") == Admitted(HASH, failures=1)

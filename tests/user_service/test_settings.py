@@ -168,7 +168,7 @@ def test_auth_client_defaults_keep_connections_less_long_than_uvicorn_does() -> 
     settings = Settings()
 
     # auth-service runs on uvicorn, which closes a connection idle for this long.
-    uvicorn_keep_alive = uvicorn.Config(app="auth_service.app:create_app").timeout_keep_alive
+    uvicorn_keep_alive = uvicorn.Config(app="auth_service.factory:create_app").timeout_keep_alive
     assert 0 < settings.auth_keepalive_seconds < uvicorn_keep_alive
     assert settings.auth_min_budget_seconds == 0.05
     assert settings.auth_max_in_flight == 64
@@ -251,3 +251,72 @@ def test_max_in_flight_from_the_environment_reaches_the_auth_client(
     assert received_while_first_ran == 1
     assert (second.status_code, second.json()["code"]) == (503, "overloaded")
     assert second_took < 1.0
+
+
+def test_database_limits_default_to_those_auth_service_has() -> None:
+    settings = Settings()
+
+    assert (
+        settings.database_timeout_seconds,
+        settings.postgres_max_connections,
+        settings.sqlite_max_queued_creates,
+    ) == (5.0, 10, 1024)
+
+
+def test_database_limits_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER_SERVICE_DATABASE_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("USER_SERVICE_POSTGRES_MAX_CONNECTIONS", "3")
+    monkeypatch.setenv("USER_SERVICE_SQLITE_MAX_QUEUED_CREATES", "64")
+
+    settings = Settings()
+
+    assert (
+        settings.database_timeout_seconds,
+        settings.postgres_max_connections,
+        settings.sqlite_max_queued_creates,
+    ) == (0.5, 3, 64)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("database_timeout_seconds", 0),
+        ("postgres_max_connections", 0),
+        ("sqlite_max_queued_creates", 0),
+    ],
+)
+def test_database_limits_out_of_range_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({field: value})
+
+    assert [error["loc"] for error in caught.value.errors()] == [(field,)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://user:hunter2@db.example/accounts",
+        "postgresql://user:hunter2@db.example:port/accounts",
+        "postgresql://user:hunter2@wrong@db.example/accounts",
+        "hunter2",
+    ],
+)
+def test_a_refused_database_url_is_reported_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("USER_SERVICE_DATABASE_URL", url)
+
+    with pytest.raises(ValidationError, match="USER_SERVICE_DATABASE_URL") as caught:
+        Settings()
+
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(caught.value)
+    assert [error["loc"] for error in caught.value.errors()] == [("database_url",)]
+
+
+def test_repr_does_not_show_the_database_url() -> None:
+    settings = Settings(database_url="postgresql://user:hunter2@db.example/accounts")
+
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings)
+    assert "hunter2" not in repr(settings.database)

@@ -75,6 +75,28 @@ def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backe
     return Backend(name, lambda policy: PostgresAccountStore(url, policy=policy, schema=schema))
 
 
+PAGE_SIZE = 4096
+
+
+@pytest.fixture
+def corrupt_sqlite_file(tmp_path: Path) -> Path:
+    """A store's file holding accounts, every page but the first (header and schema) garbage."""
+    path = tmp_path / "corrupt" / "accounts.db"
+
+    async def fill() -> None:
+        store = SqliteAccountStore(path)
+        await store.open()
+        await asyncio.gather(*(store.create(f"user{n}") for n in range(50)))
+        await store.close()
+
+    asyncio.run(fill())
+    size = path.stat().st_size
+    with path.open("r+b") as database:
+        database.seek(PAGE_SIZE)
+        database.write(b"\xff" * (size - PAGE_SIZE))
+    return path
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Each kind of store."""

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.user_service.stores.clock import ManualClock, policy_on
 from user_service.accounts import (
     Claimed,
     Completed,
     IdempotencyClaim,
-    IdempotencyPolicy,
+    IdempotencyClaimLostError,
     InFlight,
     Mismatch,
     UserAccount,
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 
 CLAIM = IdempotencyClaim(key="key-1", fingerprint="body-a")
 OTHER_BODY = IdempotencyClaim(key="key-1", fingerprint="body-b")
-SHORT = timedelta(milliseconds=50)
-PAST_SHORT = 0.1
+TTL = timedelta(hours=24)
+LEASE = timedelta(seconds=60)
+TICK = timedelta(milliseconds=1)
 RACERS = 20
 
 
@@ -180,37 +182,124 @@ def test_refused_create_leaves_its_claim_unfinished(backend: Backend) -> None:
 
 
 def test_expired_key_can_be_claimed_again(backend: Backend) -> None:
+    clock = ManualClock()
+
     async def scenario(store: AccountStore) -> None:
         await store.claim(CLAIM)
         await store.create("alice", idempotency=CLAIM)
         await store.claim(IdempotencyClaim("in-flight", "body-a"))
-        await asyncio.sleep(PAST_SHORT)
+        clock.advance(TTL - TICK)
+        assert await store.claim(OTHER_BODY) == Mismatch()
+        clock.advance(TICK)
         assert await store.claim(OTHER_BODY) == Claimed()
         assert await store.claim(IdempotencyClaim("in-flight", "body-b")) == Claimed()
 
-    backend.run(scenario, policy=IdempotencyPolicy(ttl=SHORT, lease=timedelta(hours=1)))
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=timedelta(days=1)))
 
 
 def test_abandoned_claim_can_be_claimed_again(backend: Backend) -> None:
+    clock = ManualClock()
+
     async def scenario(store: AccountStore) -> None:
         await store.claim(CLAIM)
+        clock.advance(LEASE - TICK)
         assert await store.claim(CLAIM) == InFlight()
-        await asyncio.sleep(PAST_SHORT)
+        clock.advance(TICK)
         assert await store.claim(OTHER_BODY) == Claimed()
         assert await store.claim(OTHER_BODY) == InFlight()
         assert await store.claim(CLAIM) == Mismatch()
 
-    backend.run(scenario, policy=IdempotencyPolicy(ttl=timedelta(hours=1), lease=SHORT))
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=LEASE))
 
 
 def test_completed_claim_outlives_its_lease(backend: Backend) -> None:
+    clock = ManualClock()
+
     async def scenario(store: AccountStore) -> None:
         await store.claim(CLAIM)
         account = await store.create("alice", idempotency=CLAIM)
-        await asyncio.sleep(PAST_SHORT)
+        clock.advance(LEASE * 2)
         assert await store.claim(CLAIM) == Completed(account)
 
-    backend.run(scenario, policy=IdempotencyPolicy(ttl=timedelta(hours=1), lease=SHORT))
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=LEASE))
+
+
+def test_a_claim_past_its_lease_still_completes_while_nobody_else_claimed(
+    backend: Backend,
+) -> None:
+    clock = ManualClock()
+
+    async def scenario(store: AccountStore) -> None:
+        await store.claim(CLAIM)
+        clock.advance(LEASE * 2)
+        account = await store.create("alice", idempotency=CLAIM)
+        assert await store.claim(CLAIM) == Completed(account)
+
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=LEASE))
+
+
+async def _claimed_again_after_the_lease(
+    store: AccountStore, clock: ManualClock, second_username: str = "alice"
+) -> tuple[IdempotencyClaim, IdempotencyClaim]:
+    """Claim ``key-1`` for alice, let the lease run out, and claim it again for a new request."""
+    first = IdempotencyClaim("key-1", "alice")
+    second = IdempotencyClaim("key-1", second_username)
+    assert await store.claim(first) == Claimed()
+    clock.advance(LEASE)
+    assert await store.claim(second) == Claimed()
+    return first, second
+
+
+@pytest.mark.parametrize("second_username", ["alice", "bob"])
+def test_a_claim_taken_over_after_its_lease_cannot_complete_the_key(
+    backend: Backend, second_username: str
+) -> None:
+    clock = ManualClock()
+
+    async def scenario(store: AccountStore) -> None:
+        first, second = await _claimed_again_after_the_lease(store, clock, second_username)
+        with pytest.raises(IdempotencyClaimLostError):
+            await store.create("alice", idempotency=first)
+        # Neither the first request's account nor its completion was stored.
+        assert await store.claim(IdempotencyClaim("key-1", second_username)) == InFlight()
+        await store.release(first)
+        assert await store.claim(IdempotencyClaim("key-1", second_username)) == InFlight()
+        account = await store.create(second_username, idempotency=second)
+        assert account.username == second_username
+        assert await store.claim(IdempotencyClaim("key-1", second_username)) == Completed(account)
+        assert await store.claim(IdempotencyClaim("key-1", "alice")) == (
+            Completed(account) if second_username == "alice" else Mismatch()
+        )
+
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=LEASE))
+
+
+def test_a_completed_key_is_not_completed_again_by_another_claim(backend: Backend) -> None:
+    clock = ManualClock()
+
+    async def scenario(store: AccountStore) -> None:
+        first, second = await _claimed_again_after_the_lease(store, clock)
+        account = await store.create("alice", idempotency=second)
+        with pytest.raises(IdempotencyClaimLostError):
+            await store.create("bob", idempotency=first)
+        assert await store.claim(IdempotencyClaim("key-1", "alice")) == Completed(account)
+        assert await store.claim(IdempotencyClaim("key-2", "bob")) == Claimed()
+        assert (await store.create("bob")).username == "bob"
+
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=LEASE))
+
+
+def test_release_of_a_claim_taken_over_leaves_the_new_claim(backend: Backend) -> None:
+    clock = ManualClock()
+
+    async def scenario(store: AccountStore) -> None:
+        first, second = await _claimed_again_after_the_lease(store, clock)
+        await store.release(first)
+        assert await store.claim(IdempotencyClaim("key-1", "alice")) == InFlight()
+        await store.release(second)
+        assert await store.claim(IdempotencyClaim("key-1", "alice")) == Claimed()
+
+    backend.run(scenario, policy=policy_on(clock, ttl=TTL, lease=LEASE))
 
 
 def test_reset_empties_the_store_and_restarts_ids(backend: Backend) -> None:

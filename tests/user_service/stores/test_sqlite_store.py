@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.user_service.stores.clock import ManualClock, policy_on
 from user_service.accounts import (
+    AccountStoreBusyError,
     AccountStoreUnavailableError,
     Claimed,
+    Completed,
     IdempotencyClaim,
-    IdempotencyPolicy,
     UserAccount,
     UsernameTakenError,
 )
 from user_service.sqlite_store import SCHEMA_VERSION, SqliteAccountStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
 RACERS_PER_PROCESS = 5
 
@@ -70,16 +72,22 @@ def test_relative_path_is_relative_to_the_working_directory(
     assert _query(tmp_path / "var" / "accounts.db", "SELECT username FROM accounts") == [("alice",)]
 
 
-def test_ping_fails_before_open_and_after_close(tmp_path: Path) -> None:
+def test_calls_fail_as_unavailable_before_open_and_after_close(tmp_path: Path) -> None:
     async def main() -> None:
         store = SqliteAccountStore(tmp_path / "accounts.db")
-        with pytest.raises(RuntimeError, match="not open"):
+        with pytest.raises(AccountStoreUnavailableError, match="not open"):
             await store.ping()
+        with pytest.raises(AccountStoreUnavailableError, match="closed"):
+            await store.create("alice")
         await store.open()
         await store.ping()
         await store.close()
-        with pytest.raises(RuntimeError, match="not open"):
+        with pytest.raises(AccountStoreUnavailableError, match="not open"):
             await store.ping()
+        with pytest.raises(AccountStoreUnavailableError, match="not open"):
+            await store.claim(IdempotencyClaim("key-1", "alice"))
+        with pytest.raises(AccountStoreUnavailableError, match="closed"):
+            await store.create("alice")
         await store.close()
 
     asyncio.run(main())
@@ -92,9 +100,9 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
     async def main() -> None:
         store = SqliteAccountStore(path)
-        with pytest.raises(RuntimeError, match="schema version"):
+        with pytest.raises(AccountStoreUnavailableError, match="schema version"):
             await store.open()
-        with pytest.raises(RuntimeError, match="not open"):
+        with pytest.raises(AccountStoreUnavailableError, match="not open"):
             await store.ping()
 
     asyncio.run(main())
@@ -127,7 +135,7 @@ def test_a_writer_holding_the_file_too_long_makes_the_store_unavailable(tmp_path
     path = tmp_path / "accounts.db"
 
     async def main() -> None:
-        store = SqliteAccountStore(path, busy_timeout=0.05)
+        store = SqliteAccountStore(path, timeout_seconds=0.05)
         await store.open()
         try:
             with closing(sqlite3.connect(path, isolation_level=None)) as other_process:
@@ -234,7 +242,7 @@ def test_a_writer_lock_held_too_long_makes_the_store_unavailable(tmp_path: Path)
     path = tmp_path / "accounts.db"
 
     async def main() -> None:
-        store = SqliteAccountStore(path, busy_timeout=0.05)
+        store = SqliteAccountStore(path, timeout_seconds=0.05)
         await store.open()
         try:
             with _writer_lock_held_elsewhere(path):
@@ -252,19 +260,141 @@ def test_a_writer_lock_held_too_long_makes_the_store_unavailable(tmp_path: Path)
 
 def test_expired_keys_are_purged_when_a_key_is_claimed(tmp_path: Path) -> None:
     path = tmp_path / "accounts.db"
+    clock = ManualClock()
 
     async def main() -> None:
-        store = SqliteAccountStore(path, policy=IdempotencyPolicy(ttl=timedelta(milliseconds=50)))
+        store = SqliteAccountStore(
+            path, policy=policy_on(clock, ttl=timedelta(hours=1), lease=timedelta(minutes=1))
+        )
         await store.open()
         try:
             await store.claim(IdempotencyClaim("old", "body"))
-            await asyncio.sleep(0.1)
+            clock.advance(timedelta(hours=1))
             assert await store.claim(IdempotencyClaim("new", "body")) == Claimed()
         finally:
             await store.close()
 
     asyncio.run(main())
     assert _query(path, "SELECT key FROM idempotency_keys") == [("new",)]
+
+
+def test_a_file_that_is_not_a_database_is_unavailable_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+    path.write_bytes(b"not a database, " * 1024)
+
+    async def main() -> None:
+        store = SqliteAccountStore(path)
+        with pytest.raises(AccountStoreUnavailableError, match="not a database") as caught:
+            await store.open()
+        assert type(caught.value.__cause__) is sqlite3.DatabaseError
+        with pytest.raises(AccountStoreUnavailableError, match="not open"):
+            await store.ping()
+
+    asyncio.run(main())
+
+
+def test_a_corrupt_file_makes_every_call_unavailable(corrupt_sqlite_file: Path) -> None:
+    async def main() -> None:
+        store = SqliteAccountStore(corrupt_sqlite_file)
+        await store.open()
+        try:
+            calls: list[Awaitable[object]] = [
+                store.ping(),
+                store.get(1),
+                store.create("alice"),
+                store.claim(IdempotencyClaim("key-1", "alice")),
+            ]
+            for call in calls:
+                with pytest.raises(AccountStoreUnavailableError, match="malformed") as caught:
+                    await call
+                assert type(caught.value.__cause__) is sqlite3.DatabaseError
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_file_of_schema_version_1_is_migrated_and_keeps_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+    clock = ManualClock()
+    policy = policy_on(clock, ttl=timedelta(hours=1), lease=timedelta(minutes=1))
+
+    async def run(scenario: Callable[[SqliteAccountStore], Awaitable[None]]) -> None:
+        store = SqliteAccountStore(path, policy=policy)
+        await store.open()
+        try:
+            await scenario(store)
+        finally:
+            await store.close()
+
+    async def first_release(store: SqliteAccountStore) -> None:
+        claim = IdempotencyClaim("key-1", "alice")
+        await store.claim(claim)
+        await store.create("alice", idempotency=claim)
+
+    async def replay(store: SqliteAccountStore) -> None:
+        outcome = await store.claim(IdempotencyClaim("key-1", "alice"))
+        assert isinstance(outcome, Completed)
+        assert outcome.account.username == "alice"
+
+    asyncio.run(run(first_release))
+    # Back to version 1, the schema before claims carried a token.
+    with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute("ALTER TABLE idempotency_keys DROP COLUMN token")
+        connection.execute("PRAGMA user_version = 1")
+    asyncio.run(run(replay))
+    assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    columns = [row[1] for row in _query(path, "PRAGMA table_info(idempotency_keys)")]
+    assert columns[-1] == "token"
+
+
+def test_creates_past_the_queue_bound_are_refused_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+    bound = 3
+
+    async def main() -> None:
+        store = SqliteAccountStore(path, max_queued_creates=bound)
+        await store.open()
+        try:
+            with _writer_lock_held_elsewhere(path):
+                # Queued together, before the committer has taken any of them.
+                creating = [asyncio.create_task(store.create(f"user{n}")) for n in range(bound + 2)]
+                done, _ = await asyncio.wait(creating[bound:], timeout=5)
+                assert done == set(creating[bound:])
+                for refused in creating[bound:]:
+                    with pytest.raises(AccountStoreBusyError, match="waiting"):
+                        refused.result()
+                assert not any(task.done() for task in creating[:bound])
+            accounts = await asyncio.gather(*creating[:bound])
+            assert [account.username for account in accounts] == ["user0", "user1", "user2"]
+            # With the queue drained, creates are taken again.
+            assert (await store.create("user9")).username == "user9"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    assert _query(path, "SELECT COUNT(*) FROM accounts") == [(bound + 1,)]
+
+
+def test_a_create_arriving_while_the_store_closes_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.db"
+
+    async def main() -> None:
+        store = SqliteAccountStore(path)
+        await store.open()
+        with _writer_lock_held_elsewhere(path):
+            queued = asyncio.create_task(store.create("alice"))
+            await asyncio.sleep(0)
+            closing_down = asyncio.create_task(store.close())
+            await asyncio.sleep(0)
+            assert not closing_down.done()
+            with pytest.raises(AccountStoreUnavailableError, match="closing"):
+                await store.create("bob")
+        await closing_down
+        assert (await queued).username == "alice"
+
+    asyncio.run(main())
+    assert _query(path, "SELECT username FROM accounts") == [("alice",)]
 
 
 def _race_in_another_process(path: Path) -> tuple[int, int]:
