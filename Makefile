@@ -24,7 +24,9 @@ check: $(VENV)/.bench
 pacts: $(VENV)/.dev
 	PACTS_REWRITE=1 $(BIN)/pytest tests/contracts -k consumer
 
-# Real processes on free ports, load from wrk; writes bench/results/latest.{md,png}.
+# Real processes on free ports, load from wrk and Python generators (about 8 minutes on 2
+# cores); writes bench/results/latest.{md,png} and overload.png. BENCH_ARGS='--scenarios spike'
+# runs one scenario.
 bench: $(VENV)/.bench
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,19 +1,30 @@
 """``python -m bench`` (``make bench``): run every benchmark and write the report.
 
 It starts real processes on free ports, runs the load, stops everything and
-writes ``latest.md`` (the tables, each goal met or missed) and ``latest.png``
-(throughput and p99 per design) into the output folder, and the raw results
+writes ``latest.md`` (the tables, each goal met or missed), ``latest.png``
+(throughput and p99 per design behind the stand-in) and ``overload.png`` (the
+spike's offered load against goodput) into the output folder, and the raw results
 of the run into ``runs/<time>/`` beside them (ignored by git, removed by
-``make clean``).
+``make clean``). A run of some scenarios only, or a smoke run, leaves the
+published ``bench/results/latest.*`` alone: its report and charts go into its
+``runs/<time>/`` folder, unless ``--output`` names a folder.
 
 Scenarios:
-    designs: ``POST /accounts`` on user-service, the seed's design and the no-hop limit.
+    real-path: sign-ups/s through user-service, through frontend-web's form and through
+        the seed's design, each to the real auth-service, against the raw argon2id rate
+        of the same cores measured in the same run (``bench/real_path.py``).
+    spike: an open-loop spike at 1x, 2x, 4x and 10x capacity against user-service and the
+        real auth-service: goodput, answers, latencies, memory, accounts (``bench/spike.py``).
+    designs: user-service's own overhead behind a stand-in auth-service, beside the seed's
+        design and the no-hop limit (``bench/overhead.py``).
     auth: auth-service validations/s against the raw argon2id rate (``bench/auth_throughput.py``).
-    contracts: the wall time of the contract suite.
-    growth: ``POST`` and ``GET /accounts`` with 10k, 100k and 1M accounts stored.
+    contracts: the wall time of the contract suite (``bench/contract_suite.py``).
+    growth: ``POST`` and ``GET /accounts`` with 10k, 100k and 1M accounts stored
+        (``bench/growth.py``).
 
-``--smoke`` runs each for about a second, to check that it all still works; without
-wrk it then uses a small Python load generator instead, and says so.
+``--smoke`` runs each for about a second (the spike at tiny rates), to check that it
+all still works; without wrk it then uses a small Python load generator instead, and
+says so.
 """
 
 from __future__ import annotations
@@ -31,8 +42,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench import report, scenarios
-from bench.load import REPO_ROOT, wrk_path
+from bench import auth_throughput, contract_suite, growth, overhead, real_path, report, spike
+from bench.commands import REPO_ROOT
+from bench.load import wrk_path
+from bench.runs import RunConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,11 +53,12 @@ if TYPE_CHECKING:
     from bench.load import Generator
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("designs", "auth", "contracts", "growth")
+SCENARIOS = ("real-path", "spike", "designs", "auth", "contracts", "growth")
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 SMOKE_SIZES = (100, 1_000, 10_000)
 REPORT_NAME = "latest.md"
 CHART_NAME = "latest.png"
+OVERLOAD_CHART_NAME = "overload.png"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,13 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{generator_name}\n")
         return 2
     started = datetime.now(UTC)
-    output: Path = arguments.output
+    output: Path = arguments.output or DEFAULT_OUTPUT
     run_folder = output / "runs" / started.strftime("%Y%m%dT%H%M%SZ")
     run_folder.mkdir(parents=True, exist_ok=True)
+    partial = arguments.smoke or set(arguments.scenarios) != set(SCENARIOS)
+    if arguments.output is None and partial:
+        output = run_folder
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
-        config = scenarios.RunConfig(
+        config = RunConfig(
             seconds=1 if arguments.smoke else arguments.seconds,
             rounds=1 if arguments.smoke else arguments.rounds,
+            stand_in_rounds=1 if arguments.smoke else arguments.stand_in_rounds,
+            spike_seconds=1.0 if arguments.smoke else arguments.spike_seconds,
             connections=arguments.connections,
             generator=generator,
             wrk_threads=arguments.wrk_threads,
@@ -89,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"benchmarks: {results.load_generator}; raw results in {run_folder}")
         clock = time.perf_counter()
         runners: dict[str, Callable[[], None]] = {
-            "designs": lambda: setattr(results, "designs", scenarios.designs(config)),
-            "auth": lambda: setattr(results, "auth", scenarios.auth_throughput(config)),
-            "contracts": lambda: setattr(results, "contracts", scenarios.contract_suite(config)),
-            "growth": lambda: setattr(results, "growth", scenarios.growth(config)),
+            "real-path": lambda: setattr(results, "real_path", real_path.real_path(config)),
+            "spike": lambda: setattr(results, "spike", spike.spike(config)),
+            "designs": lambda: setattr(results, "designs", overhead.designs(config)),
+            "auth": lambda: setattr(results, "auth", auth_throughput.auth_throughput(config)),
+            "contracts": lambda: setattr(
+                results, "contracts", contract_suite.contract_suite(config)
+            ),
+            "growth": lambda: setattr(results, "growth", growth.growth(config)),
         }
         for name in arguments.scenarios:
             _say(f"scenario {name}...")
@@ -106,16 +129,28 @@ def main(argv: list[str] | None = None) -> int:
         results.seconds = time.perf_counter() - clock
     output.mkdir(parents=True, exist_ok=True)
     charted = report.can_chart()
+    overload_charted = False
     if charted:
         report.chart(results, output / CHART_NAME)
-    text = report.markdown(results, CHART_NAME if charted else None)
+        overload_charted = report.overload_chart(results, output / OVERLOAD_CHART_NAME)
+    text = report.markdown(
+        results,
+        CHART_NAME if charted else None,
+        OVERLOAD_CHART_NAME if overload_charted else None,
+    )
     (output / REPORT_NAME).write_text(text, encoding="utf-8")
     (run_folder / "results.json").write_text(
         json.dumps(_plain(results), indent=2, default=str) + "\n", encoding="utf-8"
     )
-    (run_folder / REPORT_NAME).write_text(text, encoding="utf-8")
+    if output != run_folder:
+        (run_folder / REPORT_NAME).write_text(text, encoding="utf-8")
     sys.stdout.write(text)
-    written = f"{output / REPORT_NAME}" + (f" and {output / CHART_NAME}" if charted else "")
+    charts = [
+        name
+        for name, drawn in ((CHART_NAME, charted), (OVERLOAD_CHART_NAME, overload_charted))
+        if drawn
+    ]
+    written = ", ".join(str(output / name) for name in [REPORT_NAME, *charts])
     _say(f"wrote {written} in {results.seconds:.0f} s")
     return 1 if results.crashed else 0
 
@@ -128,7 +163,22 @@ def _parser() -> argparse.ArgumentParser:
         "--seconds", type=int, default=8, help="length of each measurement (default: %(default)s)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds; the median is reported (default: 3)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the real path, auth and contracts; the median is reported (default: 3)",
+    )
+    parser.add_argument(
+        "--stand-in-rounds",
+        type=int,
+        default=2,
+        help="rounds of the scenarios behind the stand-in auth-service (default: 2)",
+    )
+    parser.add_argument(
+        "--spike-seconds",
+        type=float,
+        default=10.0,
+        help="length of each rate of the spike (default: %(default)s)",
     )
     parser.add_argument(
         "--connections", type=int, default=32, help="concurrent connections (default: 32)"
@@ -150,8 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help="where latest.md, latest.png and runs/ go (default: bench/results)",
+        help=(
+            "where latest.md, the charts and runs/ go (default: bench/results; the run's own"
+            " runs/<time>/ folder for a smoke run or some scenarios only)"
+        ),
     )
     parser.add_argument(
         "--load-generator",

@@ -1,4 +1,4 @@
-"""How close auth-service comes to the raw argon2id rate of the machine it runs on.
+"""auth-service alone: how close its validations/s come to the raw argon2id rate (``auth``).
 
 Starts ``auth-service serve`` as a real process on a free port, over a
 temporary SQLite file holding one user added with ``auth-service users add``,
@@ -8,12 +8,17 @@ same parameters on the same cores: one thread per core, each verifying one
 hash in a loop, while the service is idle. The two alternate in rounds, so
 that both see the same background load on a shared machine. It prints a
 markdown table of both and their ratio, and exits 1 if any answer was wrong.
+An overload answer (``503``, ``"code": "overloaded"``, a valid ``Retry-After``)
+is right, not wrong: it is counted as refused, and its client waits as told.
 
-Run it with the project's interpreter::
+Run it from the repository's root with the project's interpreter::
 
-    .venv/bin/python bench/auth_throughput.py            # 32 clients, 10 s of each
-    .venv/bin/python bench/auth_throughput.py --clients 64 --seconds 30
-    .venv/bin/python bench/auth_throughput.py --smoke    # 1 s of each, for tests
+    .venv/bin/python -m bench.auth_throughput            # 32 clients, 10 s of each
+    .venv/bin/python -m bench.auth_throughput --clients 64 --seconds 30
+    .venv/bin/python -m bench.auth_throughput --smoke    # 1 s of each, for tests
+
+``python -m bench`` runs it as its ``auth`` scenario (:func:`auth_throughput`)
+and reads its table.
 
 The argon2id parameters are the service's settings (``AUTH_SERVICE_ARGON2_*``,
 by default the OWASP minimum), read by the service and this script alike.
@@ -30,32 +35,36 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 import uvloop
 from argon2 import PasswordHasher, Type
+from tests.support.processes import HOST, START_TIMEOUT_SECONDS, clean_environment, free_port
 
 from auth_service.settings import Settings
-from servicekit.http_client import HttpClient, HttpClientError
+from bench.commands import REPO_ROOT
+from bench.raw_rate import RawRate, verify_raw
+from bench.services import CORES, Command, Service, process_cpu_seconds, running
+from servicekit.retry_after import parse_retry_after
+
+if TYPE_CHECKING:
+    from bench.runs import RunConfig
 
 USERNAME = "bench"
 PASSWORD = "correct horse battery staple"  # noqa: S105 (a throwaway user in a temporary database)
 EXPECTED = {"valid": True, "subject": USERNAME}
-HOST = "127.0.0.1"
-START_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
+OVERLOADED = 503
 REQUEST_TIMEOUT_SECONDS = 30.0
 MAX_EXAMPLES = 3
+SCENARIO_TIMEOUT_SECONDS = 600.0
 
 
 @dataclass
@@ -65,6 +74,7 @@ class Load:
     Attributes:
         clients: Concurrent clients.
         latencies: Seconds per validation answered as expected.
+        refused: Overload answers (``503`` with ``Retry-After``), each followed by its wait.
         errors: Answers with another status or body, and failed requests.
         examples: The first few errors, for the report.
         seconds: Time spent driving the service, until the last answer of each round.
@@ -74,6 +84,7 @@ class Load:
 
     clients: int
     latencies: list[float] = field(default_factory=list)
+    refused: int = 0
     errors: int = 0
     examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -85,23 +96,6 @@ class Load:
         self.errors += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(example)
-
-
-@dataclass
-class RawRate:
-    """The raw argon2id verification rate.
-
-    Attributes:
-        threads: Threads that verify, one per core.
-        verifications: Verifications done, all threads together.
-        seconds: Time spent verifying.
-        cpu_seconds: CPU time spent verifying, all threads together.
-    """
-
-    threads: int
-    verifications: int = 0
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,34 +112,33 @@ def main(argv: list[str] | None = None) -> int:
     rounds: int = 1 if arguments.smoke else arguments.rounds
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="auth-bench-") as folder:
+        # This process's settings, AUTH_SERVICE_ARGON2_* included: the service hashes as told.
         environment = {
             **os.environ,
             "AUTH_SERVICE_DATABASE_URL": f"sqlite:///{Path(folder) / 'auth.db'}",
         }
         _add_user(environment)
-        port = _free_port()
-        with (Path(folder) / "serve.log").open("wb") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "auth_service", "serve", "--port", str(port)],
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                load, raw = runner.run(
-                    _measure(
-                        f"http://{HOST}:{port}",
-                        server,
-                        settings,
-                        clients=arguments.clients,
-                        round_seconds=seconds / rounds,
-                        rounds=rounds,
-                    )
+        port = free_port()
+        command = Command(
+            "auth-service",
+            [sys.executable, "-m", "auth_service", "serve", "--host", HOST, "--port", str(port)],
+            port,
+            Path(folder) / "serve.log",
+            env=environment,
+        )
+        with (
+            running(command) as (server,),
+            asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+        ):
+            load, raw = runner.run(
+                _measure(
+                    server,
+                    settings,
+                    clients=arguments.clients,
+                    round_seconds=seconds / rounds,
+                    rounds=rounds,
                 )
-        finally:
-            _stop(server)
+            )
     sys.stdout.write(_table(load, raw, settings, seconds))
     for example in load.examples:
         sys.stderr.write(f"error: {example}\n")
@@ -153,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.auth_throughput", description=__doc__.partition("\n\n")[0]
+    )
     parser.add_argument(
         "--clients", type=int, default=32, help="concurrent clients (default: %(default)s)"
     )
@@ -190,21 +185,8 @@ def _add_user(environment: dict[str, str]) -> None:
         raise RuntimeError(msg)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _measure(  # noqa: PLR0913 (the run's parameters, by name)
-    base_url: str,
-    server: subprocess.Popen[bytes],
-    settings: Settings,
-    *,
-    clients: int,
-    round_seconds: float,
-    rounds: int,
+async def _measure(
+    server: Service, settings: Settings, *, clients: int, round_seconds: float, rounds: int
 ) -> tuple[Load, RawRate]:
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost,
@@ -214,129 +196,71 @@ async def _measure(  # noqa: PLR0913 (the run's parameters, by name)
     )
     password_hash = hasher.hash(PASSWORD)
     load = Load(clients=clients)
-    raw = RawRate(threads=os.cpu_count() or 1)
-    await _wait_until_ready(base_url, server)
-    # The lean client of the services themselves: the clients share the cores
-    # with auth-service, so the less CPU they take, the less they distort.
-    http = HttpClient(
-        base_url,
-        connect_timeout=REQUEST_TIMEOUT_SECONDS,
-        timeout=REQUEST_TIMEOUT_SECONDS,
-        max_connections=clients,
+    raw = RawRate(threads=CORES)
+    pid = server.process.pid
+    # One pooled session, one connection per client: the clients share the cores
+    # with auth-service, and an argon2id check costs a hundred times their call.
+    session = aiohttp.ClientSession(
+        server.base_url,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+        connector=aiohttp.TCPConnector(limit=clients),
     )
-    await http.open()
-    try:
+    async with session:
         for _ in range(rounds):
-            service_cpu = _process_cpu_seconds(server.pid)
+            service_cpu = process_cpu_seconds(pid)
             client_cpu = time.process_time()
             started = time.perf_counter()
             deadline = started + round_seconds
-            await asyncio.gather(*(_client(http, deadline, load) for _ in range(clients)))
+            await asyncio.gather(*(_client(session, deadline, load) for _ in range(clients)))
             load.seconds += time.perf_counter() - started
             load.client_cpu_seconds += time.process_time() - client_cpu
-            service_cpu_after = _process_cpu_seconds(server.pid)
+            service_cpu_after = process_cpu_seconds(pid)
             if load.service_cpu_seconds is None or service_cpu is None or service_cpu_after is None:
                 load.service_cpu_seconds = None
             else:
                 load.service_cpu_seconds += service_cpu_after - service_cpu
             # Nothing else runs meanwhile: the service is idle and the clients wait.
-            await asyncio.to_thread(_verify_raw, hasher, password_hash, round_seconds, raw)
-    finally:
-        await http.close()
+            await asyncio.to_thread(verify_raw, hasher, password_hash, PASSWORD, round_seconds, raw)
     return load, raw
 
 
-async def _wait_until_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            msg = f"auth-service serve exited with {server.returncode} before it was ready"
-            raise RuntimeError(msg)
-        if await asyncio.to_thread(_answers_ready, base_url):
-            return
-        await asyncio.sleep(0.05)
-    msg = f"auth-service was not ready within {START_TIMEOUT_SECONDS} s"
-    raise RuntimeError(msg)
-
-
-def _answers_ready(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/readyz", timeout=1) as response:  # noqa: S310
-            return bool(response.status == 200)  # noqa: PLR2004
-    except OSError:  # refused, or an HTTP error status
-        return False
-
-
-async def _client(http: HttpClient, deadline: float, load: Load) -> None:
+async def _client(session: aiohttp.ClientSession, deadline: float, load: Load) -> None:
     body = json.dumps({"username": USERNAME, "password": PASSWORD}).encode()
     headers = {"Content-Type": "application/json"}
     while time.perf_counter() < deadline:
         sent = time.perf_counter()
         try:
-            response = await http.post("/auth/validate", body, headers=headers)
-            answer = json.loads(response.body)
-        except (HttpClientError, ValueError) as error:
+            async with session.post("/auth/validate", data=body, headers=headers) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                answer = json.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             load.fail(f"{type(error).__name__}: {error}")
             continue
-        if response.status != 200 or answer != EXPECTED:  # noqa: PLR2004
-            load.fail(f"{response.status} {answer}")
+        if status == OVERLOADED and retry_after is not None and _overloaded(answer):
+            load.refused += 1
+            await asyncio.sleep(max(0.0, min(retry_after, deadline - time.perf_counter())))
+            continue
+        if status != 200 or answer != EXPECTED:  # noqa: PLR2004
+            load.fail(f"{status} {answer}")
             continue
         load.latencies.append(time.perf_counter() - sent)
 
 
-def _verify_raw(hasher: PasswordHasher, password_hash: str, seconds: float, raw: RawRate) -> None:
-    """Verify ``password_hash`` in a loop on ``raw.threads`` threads for ``seconds``."""
-    start = threading.Barrier(raw.threads)
-
-    def verify_in_a_loop() -> int:
-        start.wait()
-        deadline = time.perf_counter() + seconds
-        done = 0
-        while time.perf_counter() < deadline:
-            hasher.verify(password_hash, PASSWORD)
-            done += 1
-        return done
-
-    started = time.perf_counter()
-    cpu = time.process_time()
-    with ThreadPoolExecutor(max_workers=raw.threads) as pool:
-        raw.verifications += sum(pool.map(lambda _: verify_in_a_loop(), range(raw.threads)))
-    raw.seconds += time.perf_counter() - started
-    raw.cpu_seconds += time.process_time() - cpu
-
-
-def _process_cpu_seconds(pid: int) -> float | None:
-    """Return the CPU time (user and system) of process ``pid``, on Linux; else ``None``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return None
-    # The fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat.rpartition(")")[2].split()
-    user_ticks, system_ticks = int(fields[11]), int(fields[12])
-    return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+def _overloaded(answer: object) -> bool:
+    return isinstance(answer, dict) and answer.get("code") == "overloaded"
 
 
 def _table(load: Load, raw: RawRate, settings: Settings, seconds: float) -> str:
     rate = len(load.latencies) / load.seconds if load.seconds else 0.0
-    raw_rate = raw.verifications / raw.seconds if raw.seconds else 0.0
+    raw_rate = raw.rate
     if len(load.latencies) >= 2:  # noqa: PLR2004 (quantiles need two points)
         percentiles = statistics.quantiles(load.latencies, n=100, method="inclusive")
         p50, p99 = f"{percentiles[49] * 1000:.1f}", f"{percentiles[98] * 1000:.1f}"
     else:
         p50 = p99 = "n/a"
     validations = len(load.latencies)
-    raw_cpu_ms = raw.cpu_seconds / raw.verifications * 1000 if raw.verifications else None
+    raw_cpu_ms = raw.cpu_ms_per_verify
     service_cpu_ms = (
         load.service_cpu_seconds / validations * 1000
         if load.service_cpu_seconds is not None and validations
@@ -354,6 +278,7 @@ def _table(load: Load, raw: RawRate, settings: Settings, seconds: float) -> str:
         ("validations/s", f"{rate:.1f}"),
         ("p50 latency (ms)", p50),
         ("p99 latency (ms)", p99),
+        ("refused (503 overloaded, then Retry-After waited)", str(load.refused)),
         ("errors", str(load.errors)),
         (f"raw verifies/s ({raw.threads} threads)", f"{raw_rate:.1f}"),
         ("ratio", f"{rate / raw_rate:.1%}" if raw_rate else "n/a"),
@@ -371,6 +296,80 @@ def _table(load: Load, raw: RawRate, settings: Settings, seconds: float) -> str:
 
 def _milliseconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
+
+
+# -- The ``auth`` scenario of ``python -m bench``: this module as a process ---------------------
+
+
+@dataclass
+class AuthResults:
+    """What ``python -m bench.auth_throughput`` printed.
+
+    Attributes:
+        exit_code: Its exit code (1 if an answer was wrong).
+        rows: Its table, metric to value.
+        table: Its table as printed.
+        errors: What it wrote to standard error.
+        seconds: How long it ran.
+    """
+
+    exit_code: int
+    rows: dict[str, str]
+    table: str
+    errors: str
+    seconds: float
+
+    def row(self, prefix: str) -> str | None:
+        """Return the value of the first metric whose name starts with ``prefix``."""
+        return next((value for name, value in self.rows.items() if name.startswith(prefix)), None)
+
+
+def auth_throughput(config: RunConfig) -> AuthResults:
+    """Run this module as a process with the run's length, rounds and connections.
+
+    Its environment is clean: auth-service runs with its default settings.
+
+    Args:
+        config: How to run.
+
+    Returns:
+        What it printed.
+    """
+    arguments = (
+        ["--smoke", "--clients", str(config.connections)]
+        if config.smoke
+        else [
+            "--clients",
+            str(config.connections),
+            "--seconds",
+            str(config.seconds),
+            "--rounds",
+            str(config.rounds),
+        ]
+    )
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.auth_throughput", *arguments],
+        cwd=REPO_ROOT,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=SCENARIO_TIMEOUT_SECONDS,
+    )
+    seconds = time.perf_counter() - started
+    folder = config.run_folder / "auth"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "auth_throughput.out").write_text(completed.stdout, encoding="utf-8")
+    (folder / "auth_throughput.err").write_text(completed.stderr, encoding="utf-8")
+    rows = {}
+    for line in completed.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in {"metric", "---"}:  # noqa: PLR2004
+            rows[cells[0]] = cells[1]
+    return AuthResults(
+        completed.returncode, rows, completed.stdout, completed.stderr.strip(), seconds
+    )
 
 
 if __name__ == "__main__":

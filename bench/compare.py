@@ -22,17 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.load import REPO_ROOT, Load, Measurement, drive, wrk_path
-from bench.processes import (
-    HOST,
-    STARTED,
-    Command,
-    Service,
-    clean_environment,
-    free_port,
-    running,
-)
-from bench.scenarios import stand_in_command
+from tests.support.processes import HOST, STARTED, clean_environment, free_port
+
+from bench.commands import REPO_ROOT, stand_in_command
+from bench.load import Load, Measurement, drive, wrk_path
+from bench.services import Command, Service, running
 
 WORKTREE = "worktree"
 _SETTLED_SECONDS = 1.5

@@ -17,16 +17,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from bench.processes import CORES, clean_environment, machine_cpu_seconds
+from tests.support.processes import clean_environment
+
+from bench.commands import REPO_ROOT
+from bench.services import CORES, machine_cpu_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bench.processes import Service
+    from bench.services import Service
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPTS = Path(__file__).resolve().parent / "wrk"
 WRK_TIMEOUT = "10s"
 # wrk ends on its own after its duration; this only guards against a hang.
@@ -139,13 +141,67 @@ def drive(url: str, load: Load, *, results: Path, watch: Sequence[Service] = ())
 
     Returns:
         What the run saw.
+    """
+    command, environment = _command(url, load, results)
+    run = run_generator(
+        command,
+        environment,
+        name=load.generator,
+        timeout=load.seconds + GRACE_SECONDS,
+        results=results,
+        watch=watch,
+    )
+    return measurement(run, load.generator)
+
+
+@dataclass(frozen=True)
+class GeneratorRun:
+    """One run of a load generator that wrote its results as JSON.
+
+    Attributes:
+        raw: What it wrote.
+        seconds: Its wall time.
+        generator_cpu: Its CPU time over its wall time and all cores: 1.0 would be
+            every core busy.
+        service_cpu: CPU time of each watched service over the wall time, in cores.
+        machine_cpu: CPU time of the whole machine over the wall time, in cores.
+    """
+
+    raw: dict[str, Any]
+    seconds: float
+    generator_cpu: float
+    service_cpu: dict[str, float]
+    machine_cpu: float
+
+
+def run_generator(  # noqa: PLR0913 (the run's parts, by name)
+    command: list[str],
+    environment: dict[str, str],
+    *,
+    name: str,
+    timeout: float,
+    results: Path,
+    watch: Sequence[Service] = (),
+) -> GeneratorRun:
+    """Run a load generator that writes its results to ``results``, and measure the CPU used.
+
+    Args:
+        command: Its command line.
+        environment: Its environment.
+        name: What errors call it.
+        timeout: Seconds after which it is killed (it should end on its own).
+        results: The JSON file it writes; its console output goes beside it,
+            with the suffix ``.out``.
+        watch: Services whose CPU time to measure over the run.
+
+    Returns:
+        What it wrote, and the CPU it and the services used.
 
     Raises:
-        RuntimeError: If the load generator failed.
+        RuntimeError: If it failed, or wrote no results.
     """
     results.parent.mkdir(parents=True, exist_ok=True)
     results.unlink(missing_ok=True)
-    command, environment = _command(url, load, results)
     before = {service.name: service.cpu_seconds() for service in watch}
     machine_before = machine_cpu_seconds()
     started = time.perf_counter()
@@ -158,7 +214,7 @@ def drive(url: str, load: Load, *, results: Path, watch: Sequence[Service] = ())
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    exit_code, cpu_seconds = _wait(generator, load.seconds + GRACE_SECONDS)
+    exit_code, cpu_seconds = _wait(generator, timeout)
     wall = time.perf_counter() - started
     machine_cpu = (machine_cpu_seconds() - machine_before) / wall
     service_cpu = {
@@ -166,9 +222,28 @@ def drive(url: str, load: Load, *, results: Path, watch: Sequence[Service] = ())
     }
     if exit_code != 0 or not results.exists():
         output_text = results.with_suffix(".out").read_text(encoding="utf-8", errors="replace")
-        msg = f"the load generator ({load.generator}) exited with {exit_code}:\n{output_text}"
+        msg = f"the load generator ({name}) exited with {exit_code}:\n{output_text}"
         raise RuntimeError(msg)
-    raw = json.loads(results.read_text(encoding="utf-8"))
+    return GeneratorRun(
+        raw=json.loads(results.read_text(encoding="utf-8")),
+        seconds=wall,
+        generator_cpu=cpu_seconds / (wall * CORES),
+        service_cpu=service_cpu,
+        machine_cpu=machine_cpu,
+    )
+
+
+def measurement(run: GeneratorRun, generator: Generator) -> Measurement:
+    """Return what a closed-loop run saw, from results with the keys ``bench/wrk`` writes.
+
+    Args:
+        run: The run.
+        generator: Which generator it was.
+
+    Returns:
+        The measurement.
+    """
+    raw = run.raw
     failed_requests = sum(
         int(raw[name]) for name in ("connect_errors", "read_errors", "write_errors", "timeouts")
     )
@@ -178,10 +253,10 @@ def drive(url: str, load: Load, *, results: Path, watch: Sequence[Service] = ())
         seconds=int(raw["duration_us"]) / 1e6,
         p50_ms=int(raw["p50_us"]) / 1000,
         p99_ms=int(raw["p99_us"]) / 1000,
-        generator=load.generator,
-        generator_cpu=cpu_seconds / (wall * CORES),
-        service_cpu=service_cpu,
-        machine_cpu=machine_cpu,
+        generator=generator,
+        generator_cpu=run.generator_cpu,
+        service_cpu=run.service_cpu,
+        machine_cpu=run.machine_cpu,
         example=str(raw["example"]),
     )
 

@@ -28,9 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tests.support.processes import clean_environment
+
+from bench.commands import stand_in_command, user_service_command
 from bench.load import Load, drive, wrk_path
-from bench.processes import CORES, clean_environment, running
-from bench.scenarios import stand_in_command, user_service_command
+from bench.services import CORES, running
 
 if TYPE_CHECKING:
     from bench.load import Generator

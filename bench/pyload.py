@@ -25,10 +25,12 @@ import aiohttp
 import uvloop
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from contextlib import AbstractAsyncContextManager
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 PASSWORD = "bench-password-1"  # noqa: S105 (a throwaway password for throwaway accounts)
+"""The password every load sends (``bench/wrk/create_account.lua`` too), and seeded users have."""
 
 
 @dataclass
@@ -65,12 +67,13 @@ async def _send(
 
 
 async def _create_accounts(
-    session: aiohttp.ClientSession, deadline: float, prefix: str, tally: _Tally
+    session: aiohttp.ClientSession,
+    deadline: float,
+    usernames: Iterator[str],
+    tally: _Tally,
 ) -> None:
-    for counter in itertools.count(1):
-        if time.perf_counter() >= deadline:
-            return
-        username = f"{prefix}n{counter}"
+    while time.perf_counter() < deadline:
+        username = next(usernames)
         answered = await _send(
             session.post("/accounts", json={"username": username, "password": PASSWORD}), tally
         )
@@ -127,7 +130,8 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
         kind: ``"create"`` (``POST /accounts``) or ``"get"`` (``GET /accounts/{id}``).
         connections: Concurrent connections, one client on each.
         seconds: How long to drive it.
-        prefix: Prefix of the new usernames (``create``).
+        prefix: Prefix of the new usernames (``create``): ``{prefix}t0n1``, ``{prefix}t0n2``...,
+            as wrk's one thread names them.
         stored: Accounts stored beforehand, with ids 1..stored (``get``).
 
     Returns:
@@ -140,9 +144,10 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
         started = time.perf_counter()
         deadline = started + seconds
         if kind == "create":
+            # As wrk with one thread names them (bench/wrk/create_account.lua).
+            usernames = (f"{prefix}t0n{counter}" for counter in itertools.count(1))
             clients = [
-                _create_accounts(session, deadline, f"{prefix}c{number}", tally)
-                for number in range(connections)
+                _create_accounts(session, deadline, usernames, tally) for _ in range(connections)
             ]
         else:
             clients = [_get_accounts(session, deadline, stored, tally) for _ in range(connections)]

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import uvicorn
 from fastapi import FastAPI, HTTPException, status
 from pydantic import BaseModel
-
-from bench.processes import HOST
+from tests.support.processes import HOST
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -19,8 +19,7 @@ import signal
 from typing import cast
 
 import uvloop
-
-from bench.processes import HOST
+from tests.support.processes import HOST
 
 _HEADERS_END = b"\r\n\r\n"
 _MAX_HEAD_BYTES = 64 * 1024

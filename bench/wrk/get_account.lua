@@ -1,7 +1,7 @@
 -- GET /accounts/{id} of a random stored account, checking every answer.
 -- Environment: BENCH_WRK_LIB, this folder; BENCH_WRK_STORED, how many accounts were
 -- stored beforehand, with ids 1..N and usernames "seeded" .. id on 7 digits (see
--- bench/scenarios.py); and what common.lua reads.
+-- bench/growth.py); and what common.lua reads.
 --
 -- Each thread keeps the ids it asked for and has not yet seen answered: an answer
 -- is good only if it is a 200 for one of them, with that id's username, active.

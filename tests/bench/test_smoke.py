@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from bench.commands import seed_command
 from bench.load import Load, drive, wrk_path
-from bench.processes import Command, clean_environment, free_port, running
+from bench.services import running
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from bench.load import Generator
-    from bench.processes import Service
+    from bench.services import Service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATORS: list[Generator] = ["python", "wrk"] if wrk_path() else ["python"]
@@ -65,15 +66,33 @@ def test_smoke_run_writes_every_row_and_nothing_crashes(tmp_path: Path) -> None:
     assert "## Crashed" not in table
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "latest.png").stat().st_size > 0
+        assert (tmp_path / "overload.png").stat().st_size > 0
+        assert "![offered load against goodput](overload.png)" in table
     else:
         assert "No chart: matplotlib is not installed" in table
     for row in (
-        "| user-service requests/s over the seed design's",
-        "| user-service p99",
-        "| user-service requests/s over the no-hop limit's",
+        "| sign-ups/s user-service → auth-service over the raw argon2id rate",
+        "| sign-ups/s frontend-web form → user-service → auth-service over the raw argon2id rate",
+        "| goodput at 4x capacity (open loop) |",
+        "| goodput at 10x capacity (open loop) |",
+        "| every request of the spike answered 201, 409, 429 or 503 with Retry-After |",
+        "| p99 of rejections (every answer but 201/409), worst rate |",
+        "| p99 of admitted sign-ups (201/409), worst rate |",
+        "| first sign-up after each rate, after a short drain |",
+        "| peak memory of each service at 10x over 1x |",
+        "| nothing lost or doubled: user-service's accounts against the answers |",
+        "| user-service: every account answered 201 is on disk",
         "| auth-service validations/s over the raw argon2id rate",
         "| POST /accounts requests/s at 10k stored accounts vs 100",
         "| GET /accounts/{id} requests/s at 10k stored accounts vs 100",
+        "| raw argon2id, ",
+        "| user-service → auth-service |",
+        "| frontend-web form → user-service → auth-service |",
+        "| seed design → auth-service |",
+        "| 1x (",
+        "| 2x (",
+        "| 4x (",
+        "| 10x (",
         "| user-service @ 0 ms auth |",
         "| user-service @ 10 ms auth |",
         "| seed design @ 0 ms auth |",
@@ -87,6 +106,9 @@ def test_smoke_run_writes_every_row_and_nothing_crashes(tmp_path: Path) -> None:
     ):
         assert row in table, row
     assert "not measured" not in table
+    # The stand-in's targets are gone: it measures overhead, not goals.
+    assert "over the seed design's" not in table
+    assert "over the no-hop limit's" not in table
     if wrk_path() is None:
         assert "built-in Python load generator" in table
 
@@ -104,17 +126,28 @@ def test_smoke_run_writes_every_row_and_nothing_crashes(tmp_path: Path) -> None:
     (contracts,) = results["contracts"]["runs"]
     assert contracts["tests"] > 0
 
+    # The real path signs people up on every path, whatever the services refuse meanwhile.
+    real_path = results["real_path"]
+    assert real_path["raw"][0]["verifications"] > 0
+    for series in real_path["series"].values():
+        assert series["requests_per_second"] > 0, series
+    # The spike's rates are tiny in a smoke run: every phase is answered, and checked.
+    phases = results["spike"]["phases"]
+    assert [phase["multiple"] for phase in phases] == [1, 2, 4, 10]
+    for phase in phases:
+        assert phase["requests"] == round(phase["offered"] * phase["seconds"]) > 0
+        assert (
+            sum(phase["statuses"].values()) + phase["gave_up"] + phase["connection_errors"]
+            == (phase["requests"])
+        )
+        assert phase["accounts"]["created"] > 0, phase
+        assert phase["peak_rss_bytes"]["user-service"] > 0
+        assert phase["peak_rss_bytes"]["auth-service"] > 0
+
 
 @pytest.fixture(scope="module")
 def no_hop_limit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    port = free_port()
-    command = Command(
-        "limit",
-        [sys.executable, "-m", "bench.seed_design", "--port", str(port), "--no-hop"],
-        port,
-        tmp_path_factory.mktemp("limit") / "limit.log",
-        env=clean_environment({"PYTHONPATH": str(REPO_ROOT)}),
-    )
+    command = seed_command(["--no-hop"], tmp_path_factory.mktemp("limit") / "limit.log")
     with running(command) as (service,):
         yield service
 
@@ -155,6 +188,7 @@ def test_profile_samples_every_worker_and_names_where_the_time_went() -> None:
     assert "errors 0" in out
     assert "(2 workers)" in out
     assert re.search(r"^ +\d+\.\d%  MainThread$", out, re.MULTILINE)
-    assert re.search(r"^ +\d+\.\d%  sqlite-account-writer$", out, re.MULTILINE)
+    # The SQLite store's writer thread, whatever the store names it.
+    assert re.search(r"^ +\d+\.\d%  \S*sqlite\S*-writer$", out, re.MULTILINE)
     # The request path shows up under the event loops, our own code included.
     assert re.search(r"%  ServiceMiddleware\.__call__ \(servicekit/middleware\.py:\d+\)", out)
