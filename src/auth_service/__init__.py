@@ -2,7 +2,7 @@
 
 ``POST /auth/validate`` takes ``{"username", "password"}`` and answers
 ``200 {"valid": bool, "subject": canonical username}``; see
-:mod:`auth_service.app` for every answer, :mod:`auth_service.settings` for the
+:mod:`auth_service.routes` for every answer, :mod:`auth_service.settings` for the
 ``AUTH_SERVICE_*`` settings and ``auth-service --help`` for the command line.
 
 The rules it keeps, and where they live:

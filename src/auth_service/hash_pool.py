@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,13 +65,14 @@ class HashPool:
     machine, or larger argon2 parameters, admit fewer checks.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only, by name)
         self,
         hashing: PasswordHashing,
         *,
         workers: int,
         max_pending: int,
         target_delay: float = 1.0,
+        niceness: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Prepare the pool; its threads start with :meth:`open`.
@@ -80,12 +82,16 @@ class HashPool:
             workers: Threads, each running one check at a time.
             max_pending: The most places, for checks running or waiting.
             target_delay: The longest a check should wait in the queue, in seconds.
+            niceness: How much lower than the event loop's the threads' CPU
+                priority is (Linux ``nice``), so that answering requests,
+                refusals included, never waits behind hashing.
             clock: Monotonic seconds, the clock of the deadlines.
         """
         self._hashing = hashing
         self._workers = workers
         self._max_pending = max_pending
         self._target_delay = target_delay
+        self._niceness = niceness
         self._clock = clock
         self._pending = 0
         self._check_seconds = 0.0
@@ -113,11 +119,18 @@ class HashPool:
     async def open(self) -> None:
         """Start the threads, and make the dummy hash on one of them, timing it."""
         self._executor = ThreadPoolExecutor(
-            max_workers=self._workers, thread_name_prefix="auth-service-hash"
+            max_workers=self._workers,
+            thread_name_prefix="auth-service-hash",
+            initializer=self._lower_priority,
         )
         started = self._clock()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._hashing.dummy_hash)
         self._check_seconds = self._clock() - started
+
+    def _lower_priority(self) -> None:
+        """Give a new pool thread its niceness: on Linux each thread has its own."""
+        if self._niceness:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
 
     def close(self) -> None:
         """Wait for the checks under way, then stop the threads."""

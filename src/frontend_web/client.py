@@ -25,11 +25,6 @@ UPSTREAM = "user-service"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _REPLAYED_HEADER = "Idempotent-Replayed"
 _REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
-# user-service tells an in-flight idempotent request from a taken username by
-# its detail text only (both are 409); see RequestInProgressError.
-_IN_PROGRESS_MARKER = "still in progress"
-# The ``code`` of user-service's answer when it, or auth-service behind it, is overloaded.
-_OVERLOADED_CODE = "overloaded"
 
 DEFAULT_MAX_IN_FLIGHT = 64
 """Calls to user-service one client has in flight at most, unless told otherwise."""
@@ -83,10 +78,17 @@ class UserServiceError(Exception):
         status: The HTTP status of the answer, or None when there was no answer.
         detail: A readable explanation, built from user-service's ``detail`` when it sent one.
         retry_after: Seconds to wait before trying again, when user-service said.
+        code: The ``code`` of user-service's answer, such as ``"username_taken"``,
+            when it sent one.
     """
 
     def __init__(
-        self, detail: str, *, status: int | None = None, retry_after: int | None = None
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: int | None = None,
+        code: str | None = None,
     ) -> None:
         """Record what went wrong.
 
@@ -94,11 +96,13 @@ class UserServiceError(Exception):
             detail: A readable explanation of the failure.
             status: The HTTP status of the answer, or None when there was no answer.
             retry_after: Seconds to wait before trying again, from ``Retry-After``.
+            code: The ``code`` of the answer, if it had one.
         """
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.retry_after = retry_after
+        self.code = code
 
     def __str__(self) -> str:
         """Return the detail, with the HTTP status and the advised wait when known."""
@@ -117,7 +121,7 @@ class InvalidCredentialsError(UserServiceError):
 
 
 class UsernameTakenError(UserServiceError):
-    """An account with this username exists already (HTTP 409)."""
+    """An account with this username exists already (HTTP 409, ``code`` ``"username_taken"``)."""
 
 
 class RequestInProgressError(UserServiceError):
@@ -125,7 +129,7 @@ class RequestInProgressError(UserServiceError):
 
     Retrying with the same key once it has finished gets its answer.
     user-service gives this and :class:`UsernameTakenError` the same status;
-    they are told apart by the detail text, and only when a key was sent.
+    they are told apart by ``code``: ``"idempotency_key_in_progress"`` here.
     """
 
 
@@ -143,6 +147,7 @@ class InvalidRequestError(UserServiceError):
         *,
         status: int | None = None,
         retry_after: int | None = None,
+        code: str | None = None,
         field_errors: tuple[FieldError, ...] = (),
     ) -> None:
         """Record what went wrong.
@@ -151,9 +156,10 @@ class InvalidRequestError(UserServiceError):
             detail: A readable explanation of the failure.
             status: The HTTP status of the answer.
             retry_after: Seconds to wait before trying again, from ``Retry-After``.
+            code: The ``code`` of the answer, if it had one.
             field_errors: The fields user-service refused.
         """
-        super().__init__(detail, status=status, retry_after=retry_after)
+        super().__init__(detail, status=status, retry_after=retry_after, code=code)
         self.field_errors = field_errors
 
 
@@ -182,6 +188,7 @@ class SignUpBusyError(UserServiceUnavailableError):
         *,
         status: int | None = None,
         retry_after: int | None = None,
+        code: str | None = None,
         called: bool = True,
     ) -> None:
         """Record what went wrong.
@@ -190,15 +197,23 @@ class SignUpBusyError(UserServiceUnavailableError):
             detail: A readable explanation of the failure.
             status: The HTTP status of the answer, or None when no call was made.
             retry_after: Seconds to wait before trying again, from ``Retry-After``.
+            code: The ``code`` of the answer, if it had one.
             called: Whether user-service was asked.
         """
-        super().__init__(detail, status=status, retry_after=retry_after)
+        super().__init__(detail, status=status, retry_after=retry_after, code=code)
         self.called = called
 
 
+# The answers of user-service that share their status with another, told apart
+# by their ``code``; a 409 with neither code is no answer this client knows.
+_ERRORS_BY_CODE: dict[tuple[int, str], type[UserServiceError]] = {
+    (HTTPStatus.CONFLICT, "username_taken"): UsernameTakenError,
+    (HTTPStatus.CONFLICT, "idempotency_key_in_progress"): RequestInProgressError,
+    (HTTPStatus.SERVICE_UNAVAILABLE, "overloaded"): SignUpBusyError,
+}
+# The answers told by their status alone (a 422 is read apart, for its fields).
 _ERRORS_BY_STATUS: dict[int, type[UserServiceError]] = {
     HTTPStatus.UNAUTHORIZED: InvalidCredentialsError,
-    HTTPStatus.CONFLICT: UsernameTakenError,
     HTTPStatus.TOO_MANY_REQUESTS: TooManyAttemptsError,
     HTTPStatus.SERVICE_UNAVAILABLE: UserServiceUnavailableError,
 }
@@ -308,12 +323,13 @@ class FrontendClient(Openable):
         Raises:
             RuntimeError: If the client is not open.
             InvalidCredentialsError: If user-service answers 401.
-            RequestInProgressError: If user-service answers 409 because a request with
-                the same ``idempotency_key`` is still running.
-            UsernameTakenError: If user-service answers 409 otherwise.
+            RequestInProgressError: If user-service answers 409 with ``code``
+                ``"idempotency_key_in_progress"``: a request with the same
+                ``idempotency_key`` is still running.
+            UsernameTakenError: If user-service answers 409 with ``code`` ``"username_taken"``.
             InvalidRequestError: If user-service answers 422.
             TooManyAttemptsError: If user-service answers 429.
-            SignUpBusyError: If user-service answers 503 because it is overloaded, or,
+            SignUpBusyError: If user-service answers 503 with ``code`` ``"overloaded"``, or,
                 without calling it, if ``max_in_flight`` calls are in flight already
                 or less than :data:`MIN_CALL_SECONDS` is left of the time budget.
             UserServiceUnavailableError: If user-service cannot be reached, times out,
@@ -394,20 +410,19 @@ class FrontendClient(Openable):
             return _account_from(payload, status, replayed=replayed)
         detail = _error_detail(payload, response.reason or f"HTTP {status}")
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == HTTPStatus.SERVICE_UNAVAILABLE and _is_overloaded(payload):
-            raise SignUpBusyError(detail, status=status, retry_after=retry_after)
+        code = _error_code(payload)
         if status == HTTPStatus.UNPROCESSABLE_ENTITY:
             raise InvalidRequestError(
-                detail, status=status, retry_after=retry_after, field_errors=_field_errors(payload)
+                detail,
+                status=status,
+                retry_after=retry_after,
+                code=code,
+                field_errors=_field_errors(payload),
             )
-        if (
-            status == HTTPStatus.CONFLICT
-            and idempotency_key is not None
-            and _IN_PROGRESS_MARKER in detail.lower()
-        ):
-            raise RequestInProgressError(detail, status=status, retry_after=retry_after)
-        error = _ERRORS_BY_STATUS.get(status, UserServiceError)
-        raise error(detail, status=status, retry_after=retry_after)
+        error = _ERRORS_BY_CODE.get((status, code or "")) or _ERRORS_BY_STATUS.get(
+            status, UserServiceError
+        )
+        raise error(detail, status=status, retry_after=retry_after, code=code)
 
     def _require_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -486,5 +501,6 @@ def _field_error(item: object) -> FieldError | None:
     return FieldError(field=".".join(parts), message=msg)
 
 
-def _is_overloaded(payload: object) -> bool:
-    return isinstance(payload, dict) and payload.get("code") == _OVERLOADED_CODE
+def _error_code(payload: object) -> str | None:
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return code if isinstance(code, str) else None

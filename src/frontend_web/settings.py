@@ -42,7 +42,7 @@ class Settings(BaseSettings):
             (``FRONTEND_WEB_MAX_BODY_BYTES``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="FRONTEND_WEB_")
+    model_config = SettingsConfigDict(env_prefix="FRONTEND_WEB_", hide_input_in_errors=True)
 
     user_service_url: str = "http://127.0.0.1:8000"
     user_service_timeout: float = Field(default=10.0, gt=0)

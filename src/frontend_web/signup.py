@@ -160,9 +160,10 @@ async def submit(
     """Ask user-service to create the account and describe what happened.
 
     A double submit or a browser retry reaches user-service with the key of
-    the first submission; while that one runs, user-service answers 409 "in
-    progress". The submission is then retried with the same key after each of
-    ``retry_delays``, and so gets the first one's answer once it is ready.
+    the first submission; while that one runs, user-service answers 409 with
+    ``code`` ``idempotency_key_in_progress``. The submission is then retried
+    with the same key after each of ``retry_delays``, and so gets the first
+    one's answer once it is ready.
 
     Args:
         client: The open user-service client.

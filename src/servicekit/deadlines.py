@@ -54,6 +54,12 @@ def budget_in(headers: Iterable[tuple[bytes, bytes]]) -> float | None:
     return None
 
 
+def deadline_in(headers: Iterable[tuple[bytes, bytes]]) -> float | None:
+    """Return the deadline ASGI ``headers`` give, on :func:`time.monotonic`'s clock, or ``None``."""
+    budget = budget_in(headers)
+    return None if budget is None else time.monotonic() + budget
+
+
 def remaining(now: float | None = None) -> float | None:
     """Return the seconds left before the current request's deadline, or ``None`` if it has none.
 

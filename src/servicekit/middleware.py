@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -9,10 +10,12 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from servicekit.deadlines import budget_in, deadline
+from servicekit.deadlines import deadline, deadline_in
 from servicekit.logs import request_id
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from prometheus_client import Counter, Histogram
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +25,35 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 LOG_FIELDS_KEY = "servicekit.log_fields"
 _logger = logging.getLogger("servicekit.requests")
+
+
+def json_answer(
+    status: int, body: object, headers: Mapping[str, str] | None = None
+) -> tuple[Message, Message]:
+    """Return the two ASGI messages of a JSON answer.
+
+    Args:
+        status: Its status.
+        body: What to send, as JSON.
+        headers: More headers.
+    """
+    content = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content))]
+    raw += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (headers or {}).items()
+    ]
+    return (
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": content},
+    )
+
+
+async def _answer_shutdown(send: Send) -> None:
+    """Answer a request the server gave up on while shutting down: 503, not uvicorn's bare 500."""
+    body = {"detail": "The service is shutting down; try again.", "code": "shutting_down"}
+    for message in json_answer(503, body, {"Retry-After": "1"}):
+        await send(message)
 
 
 def add_log_fields(scope: Scope, **fields: object) -> None:
@@ -75,8 +107,7 @@ class ServiceMiddleware:
             return
         rid = incoming_request_id(scope)
         token = request_id.set(rid)
-        budget = budget_in(scope.get("headers", ()))
-        deadline_token = deadline.set(None if budget is None else time.monotonic() + budget)
+        deadline_token = deadline.set(deadline_in(scope.get("headers", ())))
         started = time.perf_counter()
         status = 500
         received = 0
@@ -94,8 +125,10 @@ class ServiceMiddleware:
 
         async def refuse() -> None:
             nonlocal refused
-            await send_with_id(self._too_large_start())
-            await send_with_id(self._too_large_body())
+            detail = f"The request body is larger than {self._max_body_bytes} bytes."
+            start, body = json_answer(413, {"detail": detail, "code": "body_too_large"})
+            await send_with_id(start)
+            await send_with_id(body)
             refused = True
 
         async def limited_receive() -> Message:
@@ -113,11 +146,28 @@ class ServiceMiddleware:
             if self._declared_length(scope) > self._max_body_bytes:
                 await refuse()
             else:
-                await self._app(scope, limited_receive, send_with_id)
+                await self._serve(scope, limited_receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             deadline.reset(deadline_token)
             request_id.reset(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; if the server gives up on the request unanswered, answer it 503."""
+        answered = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            # The server is shutting down and cancelled the request: say so honestly.
+            if not answered:
+                await _answer_shutdown(send)
+            raise
 
     @staticmethod
     def _declared_length(scope: Scope) -> int:
@@ -128,21 +178,6 @@ class ServiceMiddleware:
                 except ValueError:
                     return 0
         return 0
-
-    def _too_large_body(self) -> Message:
-        detail = f"The request body is larger than {self._max_body_bytes} bytes."
-        return {"type": "http.response.body", "body": json.dumps({"detail": detail}).encode()}
-
-    def _too_large_start(self) -> Message:
-        length = len(self._too_large_body()["body"])
-        return {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(length).encode()),
-            ],
-        }
 
     def _series_of(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
         """Return the request counter and histogram of these labels, looked up once."""

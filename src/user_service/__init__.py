@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from user_service import routes
+from fastapi import HTTPException
+
+from user_service import registration, routes
 from user_service.accounts import AccountStore, InMemoryAccountStore, UserAccount
 from user_service.auth_client import AuthClient, CredentialsVerifier
 from user_service.factory import create_app
 from user_service.models import CreateAccountRequest, CreateAccountResponse
-from user_service.state import ServiceState
+from user_service.state import ServiceState, service_state_of
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -58,7 +60,7 @@ def _app() -> FastAPI:
 
 
 def _state() -> ServiceState:
-    return routes.service_state_of(_app())
+    return service_state_of(_app())
 
 
 def __getattr__(name: str) -> object:
@@ -111,7 +113,15 @@ async def create_account(payload: CreateAccountRequest) -> CreateAccountResponse
         Created account response.
 
     Raises:
-        HTTPException: If credentials are invalid.
+        HTTPException: If credentials are invalid (401) or the username is taken (409).
     """
-    account, _ = await routes.register(_state(), payload)
+    state = _state()
+    try:
+        registered = await registration.register(
+            state.auth_verifier, state.account_store, payload.username, payload.password
+        )
+    except (registration.InvalidCredentialsError, registration.UsernameTakenError) as error:
+        answer = routes.answer_to(error)
+        raise HTTPException(answer.status_code, answer.detail) from None
+    account = registered.account
     return CreateAccountResponse(id=account.id, username=account.username)

@@ -283,21 +283,32 @@ class AuthClient(Openable):
                     time.perf_counter() - started
                 )
 
+    def refusal(self) -> AuthServiceOverloadedError | None:
+        """Return why a call made now would be refused without calling, or ``None``.
+
+        A call is refused when less than ``min_budget`` seconds of the request's
+        time budget are left, or ``max_in_flight`` calls are in flight already.
+        """
+        if time_limit(self._timeout) < self._min_budget:
+            return AuthServiceOverloadedError(
+                OVERLOADED_RETRY_AFTER, reason="too little of the request's time budget is left"
+            )
+        if self._in_flight >= self._max_in_flight:
+            return AuthServiceOverloadedError(
+                OVERLOADED_RETRY_AFTER,
+                reason=f"{self._max_in_flight} calls to auth-service are in flight already",
+            )
+        return None
+
     async def _validate(self, username: str, password: str) -> bool:
         session = self._session
         if session is None:
             msg = "the AuthClient is not open: call open() or use it in an 'async with' block"
             raise RuntimeError(msg)
+        refused = self.refusal()
+        if refused is not None:
+            raise refused
         limit = time_limit(self._timeout)
-        if limit < self._min_budget:
-            raise AuthServiceOverloadedError(
-                OVERLOADED_RETRY_AFTER, reason="too little of the request's time budget is left"
-            )
-        if self._in_flight >= self._max_in_flight:
-            raise AuthServiceOverloadedError(
-                OVERLOADED_RETRY_AFTER,
-                reason=f"{self._max_in_flight} calls to auth-service are in flight already",
-            )
         headers = {"Content-Type": "application/json"}
         if (rid := request_id.get()) is not None:
             headers[REQUEST_ID_HEADER] = rid

@@ -6,23 +6,23 @@ seed's default FastAPI instance.)
 
 from __future__ import annotations
 
+import math
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 
 from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
+from servicekit.shedding import ShedWhenBusy
 from user_service import routes
-from user_service.accounts import AccountStoreUnavailableError, IdempotencyPolicy
-from user_service.auth_client import AuthClient, AuthServiceError
+from user_service.auth_client import AuthClient, AuthServiceOverloadedError
 from user_service.settings import Settings
 from user_service.state import ServiceState
-from user_service.store_factory import account_store_from_url
+from user_service.store_factory import account_store_from_settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from user_service.accounts import AccountStore
     from user_service.auth_client import CredentialsVerifier
@@ -65,12 +65,7 @@ def create_app(
             metrics=metrics,
         )
     if account_store is None:
-        account_store = account_store_from_url(
-            settings.database_url,
-            policy=IdempotencyPolicy(
-                ttl=settings.idempotency_ttl, lease=settings.idempotency_lease
-            ),
-        )
+        account_store = account_store_from_settings(settings)
     state = ServiceState(auth_verifier=auth_verifier, account_store=account_store, metrics=metrics)
 
     @asynccontextmanager
@@ -85,9 +80,33 @@ def create_app(
     app = FastAPI(title="user-service", lifespan=lifespan, telemetry=NATIVE_TELEMETRY_OFF)
     app.state.service = state
     app.include_router(routes.router)
-    app.add_exception_handler(AuthServiceError, routes.upstream_failure)
-    app.add_exception_handler(AccountStoreUnavailableError, routes.store_unavailable)
-    app.add_exception_handler(routes.ClientGoneError, routes.client_gone)
-    app.add_exception_handler(RequestValidationError, routes.invalid_request)
+    for error in routes.ANSWERED_ERRORS:
+        app.add_exception_handler(error, routes.error_answer)
+    if auth_client is not None:
+        app.add_middleware(
+            ShedWhenBusy,
+            route=next(r for r in routes.router.routes if getattr(r, "path", "") == "/accounts"),
+            refusal=_shed_while_refused(auth_client, state),
+            answer=lambda seconds: routes.answer_to(
+                AuthServiceOverloadedError(math.ceil(seconds))
+            ).response(),
+        )
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _shed_while_refused(auth_client: AuthClient, state: ServiceState) -> Callable[[], float | None]:
+    """Return when ``POST /accounts`` is refused before its body is read, and for how long.
+
+    While ``auth_client`` serves the app and would refuse to call auth-service
+    (too little of the caller's budget left, or too many calls in flight), the
+    request is answered ``503`` at once: refusals then cost next to nothing.
+    """
+
+    def refusal() -> float | None:
+        if state.auth_verifier is not auth_client:
+            return None
+        refused = auth_client.refusal()
+        return None if refused is None else refused.retry_after
+
+    return refusal

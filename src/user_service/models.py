@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 - pydantic reads the annotation at runtime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -46,14 +47,66 @@ class AccountResponse(BaseModel):
     created_at: datetime
 
 
+class ErrorCode(StrEnum):
+    """What an error answer of user-service means, for a program to read.
+
+    Every error body carries one, beside ``detail``; a client tells answers
+    that share a status apart by it (the two ``409`` s, the ``503`` s) and
+    never by ``detail``, which is for people and may change.
+    """
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    USERNAME_TAKEN = "username_taken"
+    IDEMPOTENCY_KEY_IN_PROGRESS = "idempotency_key_in_progress"
+    IDEMPOTENCY_KEY_MISMATCH = "idempotency_key_mismatch"
+    INVALID_REQUEST = "invalid_request"
+    BODY_TOO_LARGE = "body_too_large"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    OVERLOADED = "overloaded"
+    AUTH_UNAVAILABLE = "auth_unavailable"
+    AUTH_TIMEOUT = "auth_timeout"
+    AUTH_BAD_RESPONSE = "auth_bad_response"
+    STORE_UNAVAILABLE = "store_unavailable"
+    CLIENT_CLOSED_REQUEST = "client_closed_request"
+
+
 class ErrorResponse(BaseModel):
     """Body of an error answer.
 
     Attributes:
         detail: For a person to read.
-        code: For a program to read, when the status alone does not say it:
-            ``overloaded`` for a ``503`` that ``Retry-After`` will cure.
+        code: For a program to read: what went wrong, such as ``username_taken``
+            or ``overloaded`` (a ``503`` that ``Retry-After`` will cure).
     """
 
     detail: str
-    code: str | None = None
+    code: ErrorCode
+
+
+class FieldProblem(BaseModel):
+    """One part of a request that user-service refused.
+
+    Attributes:
+        loc: Where it is: the request part (``body``, ``header``, ``path``),
+            then the field, such as ``["body", "username"]``.
+        msg: What is wrong with it; never the value sent.
+        type: The kind of error, such as ``missing`` or ``string_too_long``.
+    """
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidRequestResponse(BaseModel):
+    """Body of a ``422`` answer to a malformed request.
+
+    Attributes:
+        detail: Each refused part of the request.
+        code: Always ``invalid_request``.
+    """
+
+    detail: list[FieldProblem]
+    code: Literal[ErrorCode.INVALID_REQUEST]

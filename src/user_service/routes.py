@@ -1,28 +1,30 @@
-"""The HTTP endpoints of user-service."""
+"""The HTTP endpoints of user-service, and the one table of its error answers.
 
-import asyncio
-import hashlib
+The sign-up itself is :func:`user_service.registration.register`; its domain
+errors, and the failures of its collaborators, become answers in
+:func:`answer_to`, each with its status, ``detail`` and ``code``.
+"""
+
 import logging
 import re
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.disconnects import watching_for_disconnect
 from servicekit.middleware import add_log_fields
 from user_service.accounts import (
-    Claimed,
-    Completed,
-    IdempotencyClaim,
-    InFlight,
-    Mismatch,
-    UserAccount,
-    UsernameTakenError,
+    AccountStoreBusyError,
+    AccountStoreUnavailableError,
+    IdempotencyClaimLostError,
 )
 from user_service.auth_client import (
-    AuthServiceBadResponseError,
     AuthServiceError,
     AuthServiceOverloadedError,
     AuthServiceRateLimitedError,
@@ -33,45 +35,31 @@ from user_service.models import (
     AccountResponse,
     CreateAccountRequest,
     CreateAccountResponse,
+    ErrorCode,
     ErrorResponse,
+    InvalidRequestResponse,
 )
-from user_service.state import ServiceState
-
-if TYPE_CHECKING:
-    from fastapi.exceptions import RequestValidationError
+from user_service.registration import (
+    ClientGoneError,
+    IdempotencyKeyInProgressError,
+    IdempotencyKeyMismatchError,
+    InvalidCredentialsError,
+    RegistrationError,
+    UsernameTakenError,
+    register,
+)
+from user_service.state import service_state_of
 
 RETRY_AFTER_SECONDS = 5
+"""Seconds advised in ``Retry-After`` when auth-service or the database cannot be reached."""
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged for a request whose client went away first (nobody receives it)."""
+
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _logger = logging.getLogger("user_service")
 
-_UPSTREAM_FAILURES: dict[type[AuthServiceError], tuple[int, str]] = {
-    AuthServiceUnavailableError: (
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        "auth-service is unavailable; no account was created. Try again shortly.",
-    ),
-    AuthServiceTimeoutError: (
-        status.HTTP_504_GATEWAY_TIMEOUT,
-        "auth-service did not answer in time; no account was created. Try again shortly.",
-    ),
-    AuthServiceBadResponseError: (
-        status.HTTP_502_BAD_GATEWAY,
-        "auth-service gave an unusable answer; no account was created.",
-    ),
-}
-
 router = APIRouter()
-
-
-def service_state_of(app: FastAPI) -> ServiceState:
-    """Return the collaborators of ``app``."""
-    return cast("ServiceState", app.state.service)
-
-
-# The dependencies are coroutines: FastAPI runs a plain function in its thread
-# pool, a hop that cost more than the rest of the request.
-async def service_state(request: Request) -> ServiceState:
-    """Return the collaborators of the app serving ``request``."""
-    return service_state_of(request.app)
 
 
 def _check_idempotency_key(key: str) -> str:
@@ -81,24 +69,20 @@ def _check_idempotency_key(key: str) -> str:
     return key
 
 
-def idempotency_claim(key: str, username: str) -> IdempotencyClaim:
-    """Return the claim a request for ``username`` makes on ``key``.
-
-    The fingerprint covers the canonical username only: a digest of the
-    password would be a weak password hash, kept by a service that owns no
-    passwords.
-    """
-    return IdempotencyClaim(key, hashlib.sha256(username.encode()).hexdigest())
-
-
-def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse} for code in codes}
+def _error_responses(*codes: int, invalid: object = None) -> dict[int | str, dict[str, Any]]:
+    """Document the error answers of ``codes``, and of a malformed request as ``invalid``."""
+    responses: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in codes}
+    if invalid is not None:
+        responses[status.HTTP_422_UNPROCESSABLE_CONTENT] = {"model": invalid}
+    return responses
 
 
 @router.post(
     "/accounts",
     status_code=status.HTTP_201_CREATED,
-    responses=_error_responses(401, 409, 413, 429, 502, 503, 504),
+    responses=_error_responses(
+        401, 409, 413, 429, 502, 503, 504, invalid=InvalidRequestResponse | ErrorResponse
+    ),
 )
 async def create_account(
     payload: CreateAccountRequest,
@@ -128,111 +112,34 @@ async def create_account(
     Returns:
         Created account response.
     """
-    # The collaborators are read here rather than through a dependency: on this
-    # hot path, each dependency FastAPI solves costs as much as a database write.
+    state = service_state_of(request.app)
     async with watching_for_disconnect(request.receive) as gone:
-        account, replayed = await register(service_state_of(request.app), payload, key, gone=gone)
-    add_log_fields(request.scope, account_id=account.id, replayed=replayed)
-    if replayed:
+        registered = await register(
+            state.auth_verifier,
+            state.account_store,
+            payload.username,
+            payload.password,
+            key,
+            gone=gone,
+        )
+    account = registered.account
+    add_log_fields(request.scope, account_id=account.id, replayed=registered.replayed)
+    if registered.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return CreateAccountResponse(id=account.id, username=account.username)
 
 
-async def register(
-    state: ServiceState,
-    payload: CreateAccountRequest,
-    key: str | None = None,
-    *,
-    gone: asyncio.Future[None] | None = None,
-) -> tuple[UserAccount, bool]:
-    """Create an account after validating credentials, honouring an idempotency key.
-
-    Args:
-        state: The collaborators to use.
-        payload: The request, with its username canonical.
-        key: The request's ``Idempotency-Key``, if any.
-        gone: Completes when the client has gone away; the credential check
-            is then given up, so auth-service hashes nothing for it.
-
-    Returns:
-        The account, and whether it was created by an earlier request with ``key``.
-
-    Raises:
-        HTTPException: If credentials are invalid (401), the username is taken
-            or the key is in use by an unfinished request (409), or the key was
-            used with another username (422).
-        ClientGoneError: If the client went away during the credential check.
-    """
-    store = state.account_store
-    claim = None
-    if key is not None:
-        claim = idempotency_claim(key, payload.username)
-        match await store.claim(claim):
-            case Completed(account):
-                return account, True
-            case InFlight():
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    "A request with this Idempotency-Key is still in progress; retry later.",
-                )
-            case Mismatch():
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    "This Idempotency-Key was used with a different request body.",
-                )
-            case Claimed():
-                pass
-    try:
-        account = await _verify_then_create(state, payload, claim, gone)
-    except BaseException:
-        if claim is not None:
-            await store.release(claim)
-        raise
-    return account, False
-
-
-class ClientGoneError(Exception):
-    """The client went away before its credentials were checked; nothing was created."""
-
-
-async def _verify_then_create(
-    state: ServiceState,
-    payload: CreateAccountRequest,
-    claim: IdempotencyClaim | None,
-    gone: asyncio.Future[None] | None,
-) -> UserAccount:
-    check = state.auth_verifier.validate_credentials(payload.username, payload.password)
-    if gone is None:
-        valid = await check
-    else:
-        verdict = asyncio.ensure_future(check)
-        watched: set[asyncio.Future[Any]] = {verdict, gone}
-        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        if not verdict.done():
-            verdict.cancel()
-            raise ClientGoneError
-        valid = verdict.result()
-    if not valid:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid credentials")
-    try:
-        return await state.account_store.create(payload.username, idempotency=claim)
-    except UsernameTakenError:
-        raise HTTPException(status.HTTP_409_CONFLICT, "Username already taken") from None
-
-
 @router.get(
     "/accounts/{account_id}",
-    responses=_error_responses(404),
+    responses=_error_responses(404, invalid=InvalidRequestResponse),
 )
-async def get_account(
-    account_id: int, state: Annotated[ServiceState, Depends(service_state)]
-) -> AccountResponse:
+async def get_account(account_id: int, request: Request) -> AccountResponse:
     """Return an account.
 
     Raises:
         HTTPException: 404 if there is no such account.
     """
-    account = await state.account_store.get(account_id)
+    account = await service_state_of(request.app).account_store.get(account_id)
     if account is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Account not found")
     return AccountResponse(id=account.id, username=account.username, created_at=account.created_at)
@@ -245,86 +152,172 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", responses=_error_responses(503))
-async def readyz(state: Annotated[ServiceState, Depends(service_state)]) -> dict[str, str]:
+async def readyz(request: Request) -> dict[str, str]:
     """Answer 200 while the account database can be reached, else 503.
 
     Raises:
-        HTTPException: 503 if the database cannot be reached.
+        AccountStoreUnavailableError: If the database cannot be reached.
     """
     try:
-        await state.account_store.ping()
+        await service_state_of(request.app).account_store.ping()
     except Exception as error:
-        _logger.warning("account database unreachable", exc_info=error)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "The account database is unreachable."
-        ) from None
+        msg = "the account database is unreachable"
+        raise AccountStoreUnavailableError(msg) from error
     return {"status": "ok"}
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(state: Annotated[ServiceState, Depends(service_state)]) -> Response:
+async def metrics(request: Request) -> Response:
     """Render the metrics in the Prometheus text format."""
-    return state.metrics.response()
+    return service_state_of(request.app).metrics.response()
 
 
-async def upstream_failure(_: Request, error: Exception) -> JSONResponse:
-    """Answer a failed call to auth-service with 429, 502, 503 or 504, never 500 or 401.
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """An error answer: its status, and the ``detail`` and ``code`` of its body.
 
-    Overload, auth-service's or on the way to it, is a 503 with the
-    ``Retry-After`` auth-service gave and ``"code": "overloaded"``.
+    Attributes:
+        status_code: The HTTP status.
+        code: For a program to read.
+        detail: For a person to read; for a malformed request, each refused field.
+        headers: Extra headers, such as ``Retry-After``.
     """
-    if isinstance(error, AuthServiceOverloadedError):
+
+    status_code: int
+    code: ErrorCode
+    detail: str | list[dict[str, Any]]
+    headers: Mapping[str, str] | None = None
+
+    def response(self) -> JSONResponse:
+        """Return the answer as a JSON response."""
         return JSONResponse(
-            {
-                "detail": "Sign-up is busy; no account was created. "
-                f"Try again in {error.retry_after} s.",
-                "code": "overloaded",
-            },
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(error.retry_after)},
+            {"detail": self.detail, "code": self.code},
+            status_code=self.status_code,
+            headers=self.headers,
         )
-    if isinstance(error, AuthServiceRateLimitedError):
-        return JSONResponse(
-            {"detail": "Too many failed attempts for this account; try again later."},
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(error.retry_after)},
-        )
-    status_code, detail = next(
-        (failure for kind, failure in _UPSTREAM_FAILURES.items() if isinstance(error, kind)),
-        _UPSTREAM_FAILURES[AuthServiceBadResponseError],
-    )
-    headers = (
-        {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        if status_code == status.HTTP_503_SERVICE_UNAVAILABLE
-        else None
-    )
-    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
-CLIENT_CLOSED_REQUEST = 499
-"""The status logged for a request whose client went away first (nobody receives it)."""
+ANSWERED_ERRORS: tuple[type[Exception], ...] = (
+    RegistrationError,
+    UsernameTakenError,
+    AuthServiceError,
+    AccountStoreUnavailableError,
+    RequestValidationError,
+    StarletteHTTPException,
+)
+"""The errors :func:`answer_to` answers; the app hands each of them to :func:`error_answer`."""
+
+_RETRY_LATER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+# The answers that depend only on the kind of error. A kind not listed takes the
+# answer of its nearest listed base class.
+_ANSWERS: dict[type[Exception], ErrorAnswer] = {
+    InvalidCredentialsError: ErrorAnswer(401, ErrorCode.INVALID_CREDENTIALS, "Invalid credentials"),
+    UsernameTakenError: ErrorAnswer(409, ErrorCode.USERNAME_TAKEN, "Username already taken"),
+    IdempotencyKeyInProgressError: ErrorAnswer(
+        409,
+        ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS,
+        "A request with this Idempotency-Key is still in progress; retry later.",
+    ),
+    IdempotencyClaimLostError: ErrorAnswer(
+        409,
+        ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS,
+        "A request with this Idempotency-Key is still in progress; retry later.",
+    ),
+    AccountStoreBusyError: ErrorAnswer(
+        503,
+        ErrorCode.OVERLOADED,
+        "Sign-up is busy; no account was created. Try again in 1 s.",
+        {"Retry-After": "1"},
+    ),
+    IdempotencyKeyMismatchError: ErrorAnswer(
+        422,
+        ErrorCode.IDEMPOTENCY_KEY_MISMATCH,
+        "This Idempotency-Key was used with a different request body.",
+    ),
+    ClientGoneError: ErrorAnswer(
+        CLIENT_CLOSED_REQUEST, ErrorCode.CLIENT_CLOSED_REQUEST, "The client went away."
+    ),
+    AuthServiceUnavailableError: ErrorAnswer(
+        503,
+        ErrorCode.AUTH_UNAVAILABLE,
+        "auth-service is unavailable; no account was created. Try again shortly.",
+        _RETRY_LATER,
+    ),
+    AuthServiceTimeoutError: ErrorAnswer(
+        504,
+        ErrorCode.AUTH_TIMEOUT,
+        "auth-service did not answer in time; no account was created. Try again shortly.",
+    ),
+    # Any other failure of the call: an answer that is not a verdict, or none.
+    AuthServiceError: ErrorAnswer(
+        502,
+        ErrorCode.AUTH_BAD_RESPONSE,
+        "auth-service gave an unusable answer; no account was created.",
+    ),
+    AccountStoreUnavailableError: ErrorAnswer(
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        "The account database is unavailable; try again shortly.",
+        _RETRY_LATER,
+    ),
+}
+
+# The codes of the errors the framework raises itself: no route, no such method,
+# or (any other status) a body it could not parse.
+_FRAMEWORK_CODES: dict[int, ErrorCode] = {
+    status.HTTP_404_NOT_FOUND: ErrorCode.NOT_FOUND,
+    status.HTTP_405_METHOD_NOT_ALLOWED: ErrorCode.METHOD_NOT_ALLOWED,
+}
 
 
-async def client_gone(_: Request, error: Exception) -> JSONResponse:
-    """Close a request whose client went away during the credential check; log it as 499."""
-    del error
-    return JSONResponse({"detail": "The client went away."}, status_code=CLIENT_CLOSED_REQUEST)
+def answer_to(error: Exception) -> ErrorAnswer:
+    """Return the answer to ``error``: the one place where an error gets its status and code.
+
+    No failure of auth-service becomes a 401 or a 500, and no ``detail``
+    echoes what the request sent.
+
+    Args:
+        error: One of :data:`ANSWERED_ERRORS`.
+
+    Returns:
+        The answer.
+
+    Raises:
+        TypeError: If ``error`` is of no kind answered here.
+    """
+    match error:
+        case AuthServiceOverloadedError(retry_after=seconds):
+            detail = f"Sign-up is busy; no account was created. Try again in {seconds} s."
+            return ErrorAnswer(503, ErrorCode.OVERLOADED, detail, {"Retry-After": str(seconds)})
+        case AuthServiceRateLimitedError(retry_after=seconds):
+            detail = "Too many failed attempts for this account; try again later."
+            return ErrorAnswer(
+                429, ErrorCode.TOO_MANY_ATTEMPTS, detail, {"Retry-After": str(seconds)}
+            )
+        case RequestValidationError():
+            fields = [
+                {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+                for item in error.errors()
+            ]
+            return ErrorAnswer(422, ErrorCode.INVALID_REQUEST, fields)
+        case StarletteHTTPException(status_code=status_code, detail=detail, headers=headers):
+            code = _FRAMEWORK_CODES.get(status_code, ErrorCode.INVALID_REQUEST)
+            return ErrorAnswer(status_code, code, detail, headers)
+    for kind in type(error).__mro__:
+        if (answer := _ANSWERS.get(kind)) is not None:
+            return answer
+    msg = f"no answer for {type(error).__name__}"
+    raise TypeError(msg)
 
 
-async def store_unavailable(_: Request, error: Exception) -> JSONResponse:
-    """Answer 503 when the account database cannot be reached."""
-    _logger.error("account database unavailable", exc_info=error)
-    return JSONResponse(
-        {"detail": "The account database is unavailable; try again shortly."},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+async def error_answer(_: Request, error: Exception) -> JSONResponse:
+    """Answer ``error`` (one of :data:`ANSWERED_ERRORS`) as :func:`answer_to` says.
 
-
-async def invalid_request(_: Request, error: Exception) -> JSONResponse:
-    """Answer a malformed request with 422, naming each field but never echoing its value."""
-    errors = cast("RequestValidationError", error).errors()
-    detail: list[dict[str, Any]] = [
-        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in errors
-    ]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    A request whose client went away is logged with status 499; nobody receives its answer.
+    """
+    if isinstance(error, AccountStoreUnavailableError) and not isinstance(
+        error, AccountStoreBusyError | IdempotencyClaimLostError
+    ):
+        _logger.error("account database unavailable", exc_info=error)
+    return answer_to(error).response()

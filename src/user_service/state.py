@@ -1,11 +1,13 @@
-"""The collaborators an app works with, swappable while it runs."""
+"""The collaborators an app of user-service works with, and how a handler finds them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from servicekit.metrics import Metrics
     from user_service.accounts import AccountStore
     from user_service.auth_client import CredentialsVerifier
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class ServiceState:
-    """Mutable collaborators of one app, looked up on every request.
+    """The collaborators of one app, kept in ``app.state.service``; swappable while it runs.
 
     Provider-state handlers of the Pact verification replace them in-process,
     so a swap takes effect on the next request without any extra endpoint.
@@ -27,3 +29,14 @@ class ServiceState:
     auth_verifier: CredentialsVerifier
     account_store: AccountStore
     metrics: Metrics
+
+
+def service_state_of(app: FastAPI) -> ServiceState:
+    """Return the collaborators of ``app``, an app built by ``create_app``.
+
+    Every handler finds its collaborators through this, on each request, so a
+    swap takes effect at once. Handlers call it themselves rather than through
+    a dependency: on the hot path, each dependency FastAPI solves costs as much
+    as a database write.
+    """
+    return cast("ServiceState", app.state.service)

@@ -9,7 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from auth_service.admin import UserAdmin
-from auth_service.app import create_app
+from auth_service.factory import create_app
 from tests.support.servers import serve_in_thread
 
 if TYPE_CHECKING:

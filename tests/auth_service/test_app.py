@@ -142,8 +142,13 @@ def test_longest_password_is_checked(sqlite_settings: Settings) -> None:
         "username-not-a-string",
     ],
 )
-def test_malformed_body_is_422(client: httpx.Client, body: dict[str, object]) -> None:
-    assert client.post("/auth/validate", json=body).status_code == 422
+def test_malformed_body_is_422_invalid_request(
+    client: httpx.Client, body: dict[str, object]
+) -> None:
+    response = client.post("/auth/validate", json=body)
+
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_request")
+    assert isinstance(response.json()["detail"], list)
 
 
 def test_invalid_username_is_422_naming_the_username(client: httpx.Client) -> None:
@@ -154,12 +159,12 @@ def test_invalid_username_is_422_naming_the_username(client: httpx.Client) -> No
     assert "username" in error["msg"]
 
 
-def test_body_that_is_not_json_is_422(client: httpx.Client) -> None:
+def test_body_that_is_not_json_is_422_invalid_request(client: httpx.Client) -> None:
     response = client.post(
         "/auth/validate", content=b"{not json", headers={"content-type": "application/json"}
     )
 
-    assert response.status_code == 422
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_request")
 
 
 def test_422_does_not_echo_the_password(client: httpx.Client) -> None:
@@ -176,7 +181,27 @@ def test_body_over_16_kib_is_413(client: httpx.Client) -> None:
         "/auth/validate", content=body, headers={"content-type": "application/json"}
     )
 
-    assert response.status_code == 413
+    assert answer(response) == (
+        413,
+        {"detail": "The request body is larger than 16384 bytes.", "code": "body_too_large"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no-such-path", 404, "not_found"),
+        ("GET", "/auth/validate", 405, "method_not_allowed"),
+    ],
+    ids=["no-such-path", "no-such-method"],
+)
+def test_a_request_the_framework_refuses_has_a_code(
+    client: httpx.Client, method: str, path: str, status: int, code: str
+) -> None:
+    response = client.request(method, path)
+
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert list(response.json()) == ["detail", "code"]
 
 
 def test_request_id_is_returned(client: httpx.Client) -> None:
@@ -214,3 +239,19 @@ def test_openapi_describes_the_validation(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
 
     assert set(paths["/auth/validate"]["post"]["responses"]) >= {"200", "422", "429", "503"}
+
+
+def test_openapi_documents_the_code_of_every_error(client: httpx.Client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+
+    assert schemas["Problem"]["required"] == ["detail", "code"]
+    assert set(schemas["ErrorCode"]["enum"]) == {
+        "invalid_request",
+        "body_too_large",
+        "not_found",
+        "method_not_allowed",
+        "locked_out",
+        "overloaded",
+        "store_unavailable",
+    }
+    assert schemas["InvalidRequestProblem"]["properties"]["code"]["const"] == "invalid_request"

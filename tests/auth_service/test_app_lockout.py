@@ -12,7 +12,7 @@ import pytest
 from argon2 import extract_parameters
 
 from auth_service.admin import UserAdmin
-from auth_service.app import create_app
+from auth_service.factory import create_app
 from tests.auth_service.conftest import make_settings
 from tests.auth_service.database import raw_execute, stored_hash
 from tests.auth_service.serving import add_user, metric, serving, validate
@@ -42,7 +42,8 @@ def test_ten_failures_lock_the_account_with_retry_after(settings: Settings, pass
         locked = validate(client, "alice", password)
 
     assert (settings.lockout_threshold, statuses) == (10, [200] * 10)
-    assert (locked.status_code, set(locked.json())) == (429, {"detail"})
+    assert (locked.status_code, locked.json()["code"]) == (429, "locked_out")
+    assert list(locked.json()) == ["detail", "code"]
     assert 899 <= int(locked.headers["Retry-After"]) <= 900
 
 
@@ -223,4 +224,9 @@ def test_validation_is_503_when_postgres_fails(
         response = validate(client, "alice", password)
         unavailable = metric(client, "auth_validations_total", outcome="unavailable")
 
-    assert (response.status_code, set(response.json()), unavailable) == (503, {"detail"}, 1)
+    assert (response.status_code, response.json()["code"], unavailable) == (
+        503,
+        "store_unavailable",
+        1,
+    )
+    assert list(response.json()) == ["detail", "code"]

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from auth_service.app import create_app
+from auth_service.factory import create_app
 from tests.auth_service.conftest import make_settings
 from tests.auth_service.serving import metric
 from tests.support.servers import serve_in_thread

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import expect
 
-from frontend_web.app import CROSS_ORIGIN_TITLE
+from frontend_web.routes import CROSS_ORIGIN_TITLE
 from frontend_web.signup import EXPIRED_FORM
 from tests.browser.conftest import VIEWPORT
 from tests.browser.other_site import BUTTON, OtherSite, other_site

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from auth_service.admin import UserAdmin
-from auth_service.app import create_app, hash_pool_of
+from auth_service.factory import create_app
 from auth_service.settings import Settings
+from auth_service.state import hash_pool_of
 from tests.contracts.committed_pacts import pact_path
 from tests.contracts.credentials import PASSWORD, USERNAME
 from tests.contracts.verification import verify_every_interaction

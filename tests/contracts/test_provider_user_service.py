@@ -33,7 +33,7 @@ from user_service.auth_client import (
     AuthServiceTimeoutError,
     AuthServiceUnavailableError,
 )
-from user_service.routes import idempotency_claim
+from user_service.registration import idempotency_claim
 from user_service.settings import Settings
 
 if TYPE_CHECKING:

@@ -72,7 +72,7 @@ def test_wrong_password_is_401(user_service_url: str) -> None:
         f"{user_service_url}/accounts", json={"username": "alice", "password": "wrong-password"}
     )
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid credentials"}
+    assert response.json() == {"detail": "Invalid credentials", "code": "invalid_credentials"}
 
 
 def test_unknown_user_is_401(user_service_url: str) -> None:

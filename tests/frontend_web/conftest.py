@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from frontend_web.app import create_app
+from frontend_web.factory import create_app
 from frontend_web.settings import Settings
 from tests.frontend_web.html import Element, parse
 from tests.frontend_web.stand_in_user_service import (

@@ -99,19 +99,26 @@ def created(account_id: int = 1, username: str = "alice", *, replayed: bool = Fa
 
 
 def detail(status: int, text: object, headers: dict[str, str] | None = None) -> Reply:
-    """An error answer ``{"detail": text}``."""
+    """An error answer ``{"detail": text}``, without a ``code``."""
     return Reply(status, {"detail": text}, headers or {})
+
+
+def problem(status: int, text: str, code: str, headers: dict[str, str] | None = None) -> Reply:
+    """An error answer as user-service gives it: ``{"detail": text, "code": code}``."""
+    return Reply(status, {"detail": text, "code": code}, headers or {})
 
 
 def overloaded(retry_after: str | None = "1") -> Reply:
     """user-service's 503 when it, or auth-service behind it, is overloaded."""
     headers = {} if retry_after is None else {"Retry-After": retry_after}
-    return Reply(503, {"detail": "auth-service is overloaded", "code": "overloaded"}, headers)
+    return problem(503, "auth-service is overloaded", "overloaded", headers)
 
 
-IN_PROGRESS = detail(409, "A request with this Idempotency-Key is still in progress; retry later.")
-TAKEN = detail(409, "Username already taken")
-INVALID = detail(401, "Invalid credentials")
+IN_PROGRESS_TEXT = "A request with this Idempotency-Key is still in progress; retry later."
+TAKEN_TEXT = "Username already taken"
+IN_PROGRESS = problem(409, IN_PROGRESS_TEXT, "idempotency_key_in_progress")
+TAKEN = problem(409, TAKEN_TEXT, "username_taken")
+INVALID = problem(401, "Invalid credentials", "invalid_credentials")
 
 
 class StandInUserService:

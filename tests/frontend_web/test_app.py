@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from frontend_web.app import create_app
 from frontend_web.client import FrontendClient
+from frontend_web.factory import create_app
 from frontend_web.settings import Settings
+from frontend_web.state import service_state_of
 from tests.frontend_web.conftest import PASSWORD
 from tests.frontend_web.html import Element, parse
 from tests.support.servers import serve_in_thread
@@ -180,7 +181,7 @@ def test_lifespan_opens_the_given_client_and_closes_it() -> None:
 
     assert open_while_serving
     assert not client.is_open
-    assert app.state.client is client
+    assert service_state_of(app).client is client
 
 
 def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,7 +190,7 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     app = create_app()
 
     with serve_in_thread(app):
-        assert app.state.client.base_url == "http://users.from-env.test:9000"
+        assert service_state_of(app).client.base_url == "http://users.from-env.test:9000"
 
 
 def test_user_service_url_defaults_to_local_port_8000(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from frontend_web.app import create_app
+from frontend_web.factory import create_app
 from frontend_web.settings import Settings
 from frontend_web.signup import busy
 from tests.frontend_web.conftest import OTHER_PASSWORD, PASSWORD, Form, FormBrowser

@@ -22,10 +22,18 @@ from frontend_web.client import (
 from servicekit.logs import request_id
 from servicekit.metrics import Metrics
 from tests.frontend_web.conftest import PASSWORD
-from tests.frontend_web.stand_in_user_service import IN_PROGRESS, TAKEN, created, detail
+from tests.frontend_web.stand_in_user_service import (
+    IN_PROGRESS,
+    IN_PROGRESS_TEXT,
+    TAKEN,
+    TAKEN_TEXT,
+    created,
+    detail,
+    problem,
+)
 
 if TYPE_CHECKING:
-    from tests.frontend_web.stand_in_user_service import StandInUserService
+    from tests.frontend_web.stand_in_user_service import Reply, StandInUserService
 
 KEY = "form-key-0123456789abcdefghijklmnop"
 
@@ -69,7 +77,7 @@ def test_conflict_of_an_in_flight_key_is_request_in_progress(
         create(user_service.base_url)
 
     assert not isinstance(caught.value, UsernameTakenError)
-    assert caught.value.status == 409
+    assert (caught.value.status, caught.value.code) == (409, "idempotency_key_in_progress")
 
 
 def test_taken_username_with_a_key_is_still_username_taken(
@@ -81,12 +89,49 @@ def test_taken_username_with_a_key_is_still_username_taken(
         create(user_service.base_url)
 
 
-def test_in_progress_text_without_a_key_sent_is_not_trusted(
+@pytest.mark.parametrize(
+    ("text", "code", "expected"),
+    [
+        (IN_PROGRESS_TEXT, "username_taken", UsernameTakenError),
+        (TAKEN_TEXT, "idempotency_key_in_progress", RequestInProgressError),
+    ],
+    ids=["in-progress-text-taken-code", "taken-text-in-progress-code"],
+)
+def test_a_409_is_told_apart_by_its_code_not_its_text(
+    user_service: StandInUserService, text: str, code: str, expected: type[UserServiceError]
+) -> None:
+    user_service.script(problem(409, text, code))
+
+    with pytest.raises(UserServiceError) as caught:
+        create(user_service.base_url)
+
+    assert type(caught.value) is expected
+    assert (caught.value.status, caught.value.code) == (409, code)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [detail(409, IN_PROGRESS_TEXT), detail(409, TAKEN_TEXT), problem(409, TAKEN_TEXT, "other")],
+    ids=["in-progress-text", "taken-text", "unknown-code"],
+)
+def test_a_409_without_a_known_code_is_neither_conflict(
+    user_service: StandInUserService, reply: Reply
+) -> None:
+    user_service.script(reply)
+
+    with pytest.raises(UserServiceError) as caught:
+        create(user_service.base_url)
+
+    assert not isinstance(caught.value, (UsernameTakenError, RequestInProgressError))
+    assert caught.value.status == 409
+
+
+def test_the_in_progress_code_is_read_without_a_key_sent(
     user_service: StandInUserService,
 ) -> None:
     user_service.script(IN_PROGRESS)
 
-    with pytest.raises(UsernameTakenError):
+    with pytest.raises(RequestInProgressError):
         create(user_service.base_url, key=None)
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from frontend_web.app import CROSS_ORIGIN_TITLE, create_app
 from frontend_web.csrf import (
     COOKIE_NAME,
     DEFAULT_MAX_AGE,
@@ -24,6 +23,8 @@ from frontend_web.csrf import (
     Verdict,
     is_cross_origin,
 )
+from frontend_web.factory import create_app
+from frontend_web.routes import CROSS_ORIGIN_TITLE
 from frontend_web.settings import Settings
 from frontend_web.signup import EXPIRED_FORM, Submission
 from tests.frontend_web.conftest import PASSWORD, Form, FormBrowser

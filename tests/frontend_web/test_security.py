@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from frontend_web.app import create_app
 from frontend_web.client import Account, FrontendClient
+from frontend_web.factory import create_app
 from tests.frontend_web.conftest import PASSWORD, FormBrowser
 from tests.frontend_web.html import parse
 from tests.frontend_web.stand_in_user_service import TAKEN, StandInUserService, detail

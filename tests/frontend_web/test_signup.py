@@ -14,13 +14,16 @@ from tests.frontend_web.conftest import OTHER_PASSWORD, PASSWORD, Form, FormBrow
 from tests.frontend_web.html import Element, parse
 from tests.frontend_web.stand_in_user_service import (
     IN_PROGRESS,
+    IN_PROGRESS_TEXT,
     INVALID,
     TAKEN,
+    TAKEN_TEXT,
     Reply,
     StandInUserService,
     created,
     detail,
     overloaded,
+    problem,
 )
 from tests.support.servers import free_port, serve_in_thread
 
@@ -212,6 +215,32 @@ def test_taken_username_is_reported_beside_the_username(
     assert [a.get("href") for a in page.find_all("a") if a.text.endswith("taken")] == ["#username"]
 
 
+def test_a_409_coded_taken_is_taken_whatever_its_text_says(
+    visitor: FormBrowser, user_service: StandInUserService
+) -> None:
+    user_service.script(problem(409, IN_PROGRESS_TEXT, "username_taken"), created())
+
+    response = visitor.submit()
+
+    assert response.status_code == 409
+    assert field_error(parse(response.text), "username") == "That username is already taken"
+    assert len(user_service.received) == 1
+
+
+def test_a_409_coded_in_progress_is_retried_whatever_its_text_says(
+    visitor: FormBrowser, user_service: StandInUserService
+) -> None:
+    user_service.script(
+        problem(409, TAKEN_TEXT, "idempotency_key_in_progress"), created(9, replayed=True)
+    )
+
+    response = visitor.submit()
+
+    assert response.status_code == 200
+    assert "taken" not in response.text
+    assert len(user_service.received) == 2
+
+
 def test_validation_errors_are_placed_beside_their_fields(
     visitor: FormBrowser, user_service: StandInUserService
 ) -> None:
@@ -346,7 +375,7 @@ def test_retry_after_of_a_503_is_passed_on(
 
 @pytest.fixture
 def browser_without_user_service() -> Iterator[FormBrowser]:
-    from frontend_web.app import create_app  # noqa: PLC0415
+    from frontend_web.factory import create_app  # noqa: PLC0415
     from frontend_web.settings import Settings  # noqa: PLC0415
 
     settings = Settings(user_service_url=f"http://127.0.0.1:{free_port()}")

@@ -123,7 +123,7 @@ def test_invalid_credentials_are_401(client: Client, verifier: RecordingVerifier
     response = client.create_account()
 
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid credentials"}
+    assert response.json() == {"detail": "Invalid credentials", "code": "invalid_credentials"}
 
 
 def test_invalid_credentials_create_no_account(

@@ -41,7 +41,10 @@ def _create(base_url: str, username: str) -> httpx.Response:
 def test_second_account_for_a_username_is_409(base_url: str) -> None:
     assert _create(base_url, "alice").status_code == 201
     response = _create(base_url, "alice")
-    assert (response.status_code, response.json()) == (409, {"detail": "Username already taken"})
+    assert (response.status_code, response.json()) == (
+        409,
+        {"detail": "Username already taken", "code": "username_taken"},
+    )
 
 
 @pytest.mark.parametrize("spelling", ["ALICE", "Alice", "\uff41\uff4c\uff49\uff43\uff45"])
@@ -99,7 +102,10 @@ def test_get_account_returns_it_with_its_creation_time(base_url: str) -> None:
 
 def test_get_unknown_account_is_404(base_url: str) -> None:
     response = httpx.get(f"{base_url}/accounts/4242")
-    assert (response.status_code, response.json()) == (404, {"detail": "Account not found"})
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": "Account not found", "code": "not_found"},
+    )
 
 
 @pytest.mark.parametrize("account_id", ["abc", "1.5", str(2**70)])

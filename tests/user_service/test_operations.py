@@ -70,7 +70,10 @@ def test_body_over_16_kib_is_413_and_creates_nothing(
         "/accounts", json={"username": "alice", "password": "p", "padding": "x" * 16384}
     )
     assert response.status_code == 413
-    assert "16384 bytes" in response.json()["detail"]
+    assert response.json() == {
+        "detail": "The request body is larger than 16384 bytes.",
+        "code": "body_too_large",
+    }
     assert stand_in_auth.received == []
     assert client.get("/accounts/1").status_code == 404
 
@@ -127,8 +130,8 @@ def test_database_outage_is_503_on_readyz_and_on_create(
         proxy.cut()
         ready = client.get("/readyz")
         created = client.post("/accounts", json=ACCOUNT)
-    assert ready.status_code == 503
-    assert created.status_code == 503
+    assert (ready.status_code, ready.json()["code"]) == (503, "store_unavailable")
+    assert (created.status_code, created.json()["code"]) == (503, "store_unavailable")
     assert created.headers["Retry-After"].isdigit()
     assert "database" in created.json()["detail"]
 

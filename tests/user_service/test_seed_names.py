@@ -32,9 +32,9 @@ from user_service import (
     CreateAccountResponse,
     InMemoryAccountStore,
     UserAccount,
-    routes,
 )
 from user_service.accounts import UsernameTakenError
+from user_service.state import service_state_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -102,7 +102,7 @@ def test_app_is_built_once() -> None:
 
 
 def test_service_state_is_that_of_app() -> None:
-    assert user_service.SERVICE_STATE is routes.service_state_of(user_service.app)
+    assert user_service.SERVICE_STATE is service_state_of(user_service.app)
 
 
 def test_account_store_is_the_store_of_app() -> None:

@@ -114,7 +114,10 @@ def test_invalid_verdict_is_401(
 
     response = user_service.create_account()
 
-    assert (response.status_code, response.json()) == (401, {"detail": "Invalid credentials"})
+    assert (response.status_code, response.json()) == (
+        401,
+        {"detail": "Invalid credentials", "code": "invalid_credentials"},
+    )
     assert user_service.has_no_account()
 
 
@@ -315,10 +318,11 @@ def test_upstream_failure_is_neither_500_nor_401(failure: Failure) -> None:
     assert failure.response.status_code in {502, 503, 504}
 
 
-def test_upstream_failure_answers_a_detail_string(failure: Failure) -> None:
+def test_upstream_failure_answers_a_detail_string_and_a_code(failure: Failure) -> None:
     body = failure.response.json()
 
-    assert list(body) == ["detail"]
+    assert list(body) == ["detail", "code"]
+    assert body["code"] in {"auth_unavailable", "auth_timeout", "auth_bad_response"}
     assert isinstance(body["detail"], str)
     assert body["detail"].strip()
 
@@ -365,3 +369,35 @@ def test_a_client_that_goes_away_during_the_check_stops_the_call_to_auth_service
 
 def _counted(client: httpx.Client, *, status: str) -> bool:
     return f'route="/accounts",status="{status}"' in client.get("/metrics").text
+
+
+def test_past_its_bound_in_flight_a_sign_up_is_refused_before_its_body_is_read(
+    stand_in_auth: StandInAuthService,
+) -> None:
+    stand_in_auth.answer(slow_reply())
+    settings = Settings(auth_url=stand_in_auth.base_url, auth_timeout=10, auth_max_in_flight=1)
+    with (
+        serve_in_thread(create_app(settings, account_store=InMemoryAccountStore())) as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as client,
+    ):
+        address = httpx.URL(base_url)
+        body = json.dumps(ACCOUNT).encode()
+        held = socket.create_connection((address.host, address.port))
+        held.sendall(
+            b"POST /accounts HTTP/1.1\r\nHost: user-service\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        deadline = time.monotonic() + 5
+        while not stand_in_auth.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Not even JSON: a body that was read would be answered 422.
+        refused = client.post(
+            "/accounts", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        out_of_time = client.post("/accounts", json=ACCOUNT, headers={"X-Time-Budget-Ms": "5"})
+        held.close()
+
+    assert (refused.status_code, refused.json()["code"]) == (503, "overloaded")
+    assert refused.headers["Retry-After"] == "1"
+    assert (out_of_time.status_code, out_of_time.json()["code"]) == (503, "overloaded")
+    assert len(stand_in_auth.received) == 1
