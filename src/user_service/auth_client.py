@@ -40,6 +40,9 @@ MAX_ANSWER_BYTES = 64 * 1024
 RATE_LIMITED_RETRY_AFTER = 60
 """Seconds to wait after a ``429`` that gives no readable ``Retry-After``."""
 
+DECREASE = 0.9
+"""What an overload answer multiplies the limit on calls in flight by."""
+
 OVERLOADED_RETRY_AFTER = 1
 """Seconds to wait after a ``503`` that gives no readable ``Retry-After``, or a refused call."""
 
@@ -148,8 +151,13 @@ class AuthClient(Openable):
     answer, and any retry. What is left of it is sent to auth-service in
     ``X-Time-Budget-Ms``. A call is refused at once, without calling, with
     :class:`AuthServiceOverloadedError`, when less than ``min_budget`` seconds
-    are left, and when ``max_in_flight`` calls are in flight already: excess
-    load is shed, not queued.
+    are left, and when as many calls as the limit allows are in flight
+    already: excess load is shed, not queued. The limit adapts to what
+    auth-service takes (additive increase, multiplicative decrease, as TCP
+    does): each overload answer (``503`` or a timeout) cuts it by a tenth,
+    once per round of calls, and every other answer raises it slowly back
+    toward ``max_in_flight``. So in a spike the calls auth-service would
+    refuse are refused here, at no cost to its hashing cores.
 
     A call is retried only when its request was never sent (connection
     refused, connect timeout), at most ``retries`` times with jittered
@@ -216,6 +224,8 @@ class AuthClient(Openable):
         self._ssl_context = ssl_context
         self._metrics = metrics
         self._in_flight = 0
+        self._limit = float(max_in_flight)
+        self._cut_at = 0.0
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -293,12 +303,32 @@ class AuthClient(Openable):
             return AuthServiceOverloadedError(
                 OVERLOADED_RETRY_AFTER, reason="too little of the request's time budget is left"
             )
-        if self._in_flight >= self._max_in_flight:
+        if self._in_flight >= self.in_flight_limit:
             return AuthServiceOverloadedError(
                 OVERLOADED_RETRY_AFTER,
-                reason=f"{self._max_in_flight} calls to auth-service are in flight already",
+                reason=f"{self._in_flight} calls to auth-service are in flight already",
             )
         return None
+
+    @property
+    def in_flight_limit(self) -> int:
+        """The calls allowed in flight now: at most ``max_in_flight``, fewer after overload."""
+        return max(1, int(self._limit))
+
+    def _adapt(self, started: float, *, overloaded: bool) -> None:
+        """Adjust the limit to what auth-service takes, additive increase, multiplicative decrease.
+
+        An overload answer cuts the limit by :data:`DECREASE`, once for the
+        calls that were under way together (those started before the last
+        cut do not cut again); any other answer raises it by one over the
+        limit, so by about one a round of calls.
+        """
+        if overloaded:
+            if started >= self._cut_at:
+                self._limit = max(1.0, self._limit * DECREASE)
+                self._cut_at = time.monotonic()
+        else:
+            self._limit = min(float(self._max_in_flight), self._limit + 1 / self._limit)
 
     async def _validate(self, username: str, password: str) -> bool:
         session = self._session
@@ -314,8 +344,18 @@ class AuthClient(Openable):
             headers[REQUEST_ID_HEADER] = rid
         body = json.dumps({"username": username, "password": password}).encode()
         self._in_flight += 1
+        started = time.monotonic()
         try:
-            return await self._call_with_retries(session, body, headers, limit=limit)
+            verdict = await self._call_with_retries(session, body, headers, limit=limit)
+        except (AuthServiceOverloadedError, AuthServiceTimeoutError):
+            self._adapt(started, overloaded=True)
+            raise
+        except AuthServiceRateLimitedError:
+            self._adapt(started, overloaded=False)
+            raise
+        else:
+            self._adapt(started, overloaded=False)
+            return verdict
         finally:
             self._in_flight -= 1
 

@@ -46,6 +46,7 @@ class RecordingAuthService:
 
     def __init__(self) -> None:
         self.received: list[dict[str, str]] = []
+        self.overloaded = False
         self.hold = asyncio.Event()
         self.hold.set()
         self.url = ""
@@ -57,6 +58,10 @@ class RecordingAuthService:
         self.received.append(dict(request.headers))
         self._arrival.set()
         await self.hold.wait()
+        if self.overloaded:
+            return web.json_response(
+                {"code": "overloaded"}, status=503, headers={"Retry-After": "1"}
+            )
         return web.json_response({"valid": True, "subject": USERNAME})
 
     async def until_received(self, count: int, within: float = 5.0) -> None:
@@ -267,3 +272,63 @@ def test_user_service_does_not_call_auth_service_for_a_caller_about_to_give_up()
     assert min_budget > 0.03
     assert status == 503
     assert budgets == []
+
+
+def test_overload_answers_cut_the_limit_and_other_answers_raise_it_back() -> None:
+    async def main() -> tuple[list[int], int, int]:
+        async with RecordingAuthService() as auth, AuthClient(auth.url, max_in_flight=10) as client:
+            auth.overloaded = True
+            limits = []
+            for _ in range(3):
+                with pytest.raises(AuthServiceOverloadedError):
+                    await validate(client)
+                limits.append(client.in_flight_limit)
+            auth.overloaded = False
+            await validate(client)
+            after_one = client.in_flight_limit
+            for _ in range(40):
+                await validate(client)
+            return limits, after_one, client.in_flight_limit
+
+    limits, after_one, restored = asyncio.run(main())
+
+    assert limits == [9, 8, 7]  # 10 x 0.9, x 0.9, x 0.9: 9.0, 8.1, 7.29
+    assert after_one == 7  # one answer raises it by 1/7.29, not by one
+    assert restored == 10
+
+
+def test_overload_answers_to_calls_under_way_together_cut_the_limit_once() -> None:
+    async def main() -> tuple[list[bool | BaseException], int]:
+        async with RecordingAuthService() as auth, AuthClient(auth.url, max_in_flight=10) as client:
+            auth.overloaded = True
+            auth.hold.clear()
+            calls = [asyncio.create_task(validate(client)) for _ in range(5)]
+            await auth.until_received(5)
+            auth.hold.set()
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+            return answers, client.in_flight_limit
+
+    answers, limit = asyncio.run(main())
+
+    assert all(isinstance(answer, AuthServiceOverloadedError) for answer in answers)
+    assert limit == 9
+
+
+def test_past_the_cut_limit_a_call_is_shed_without_calling() -> None:
+    async def main() -> int:
+        async with RecordingAuthService() as auth, AuthClient(auth.url, max_in_flight=4) as client:
+            auth.overloaded = True
+            with pytest.raises(AuthServiceOverloadedError):
+                await validate(client)  # the limit is now 3
+            auth.overloaded = False
+            auth.hold.clear()
+            held = [asyncio.create_task(validate(client)) for _ in range(3)]
+            await auth.until_received(4)
+            with pytest.raises(AuthServiceOverloadedError, match="in flight already"):
+                await validate(client)
+            sent = len(auth.received)
+            auth.hold.set()
+            await asyncio.gather(*held)
+            return sent
+
+    assert asyncio.run(main()) == 4
