@@ -95,6 +95,7 @@ class HashPool:
         self._clock = clock
         self._pending = 0
         self._check_seconds = 0.0
+        self._checks = 0
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
 
@@ -117,15 +118,20 @@ class HashPool:
         return max(self._workers, min(self._max_pending, fits))
 
     async def open(self) -> None:
-        """Start the threads, and make the dummy hash on one of them, timing it."""
+        """Start the threads, make the dummy hash, and time one check against it.
+
+        The first estimate is a check made once the dummy hash exists, as every
+        later check is, not the making of that hash (slower, on a cold thread).
+        """
         self._executor = ThreadPoolExecutor(
             max_workers=self._workers,
             thread_name_prefix="auth-service-hash",
             initializer=self._lower_priority,
         )
-        started = self._clock()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._hashing.dummy_hash)
-        self._check_seconds = self._clock() - started
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._hashing.dummy_hash)
+        self._checks = 0
+        await loop.run_in_executor(self._executor, self._run, None, "", None)
 
     def _lower_priority(self) -> None:
         """Give a new pool thread its niceness: on Linux each thread has its own."""
@@ -195,7 +201,10 @@ class HashPool:
         result = self._hashing.check(password_hash, password)
         took = self._clock() - started
         with self._lock:
-            self._check_seconds += SMOOTHING * (took - self._check_seconds)
+            # A running mean over the first checks, then a moving average.
+            self._checks += 1
+            weight = max(SMOOTHING, 1 / self._checks)
+            self._check_seconds += weight * (took - self._check_seconds)
         return result
 
 

@@ -34,6 +34,16 @@ class GatedHashing(PasswordHashing):
         return super().check(password_hash, password)
 
 
+async def open_ungated(pool: HashPool, hashing: GatedHashing | CountedHashing) -> None:
+    """Open ``pool``, its timing check let through at once, then close the gate again."""
+    hashing.gate.set()
+    await pool.open()
+    hashing.gate.clear()
+    hashing.started.clear()
+    if isinstance(hashing, CountedHashing):
+        hashing.checks = 0
+
+
 @pytest.fixture
 def hashing(sqlite_settings: Settings) -> GatedHashing:
     return GatedHashing(sqlite_settings)
@@ -42,7 +52,7 @@ def hashing(sqlite_settings: Settings) -> GatedHashing:
 @pytest.fixture
 async def pool(hashing: GatedHashing) -> AsyncIterator[HashPool]:
     pool = HashPool(hashing, workers=1, max_pending=2)
-    await pool.open()
+    await open_ungated(pool, hashing)
     yield pool
     hashing.gate.set()
     pool.close()
@@ -137,10 +147,6 @@ class TimedHashing(PasswordHashing):
         self._clock = clock
         self.seconds = seconds
 
-    def dummy_hash(self) -> str:
-        self._clock.now += self.seconds
-        return super().dummy_hash()
-
     def check(self, password_hash: str | None, password: str) -> CheckResult:
         self._clock.now += self.seconds
         return super().check(password_hash, password)
@@ -213,7 +219,7 @@ async def test_a_queued_check_whose_deadline_passes_is_never_hashed(
 ) -> None:
     hashing = CountedHashing(sqlite_settings, gated=True)
     pool = HashPool(hashing, workers=1, max_pending=10)
-    await pool.open()
+    await open_ungated(pool, hashing)
     try:
         first = asyncio.create_task(_check(pool))
         await asyncio.to_thread(hashing.started.wait, 5)
@@ -240,7 +246,7 @@ async def test_a_queued_check_whose_caller_goes_is_never_hashed(
 ) -> None:
     hashing = CountedHashing(sqlite_settings, gated=True)
     pool = HashPool(hashing, workers=1, max_pending=10)
-    await pool.open()
+    await open_ungated(pool, hashing)
     try:
         first = asyncio.create_task(_check(pool))
         await asyncio.to_thread(hashing.started.wait, 5)
@@ -267,7 +273,7 @@ async def test_a_running_check_goes_on_to_its_result_when_its_caller_goes(
 ) -> None:
     hashing = CountedHashing(sqlite_settings, gated=True)
     pool = HashPool(hashing, workers=1, max_pending=10)
-    await pool.open()
+    await open_ungated(pool, hashing)
     try:
         stored = await asyncio.to_thread(hashing.hash, "secret")
         gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -297,3 +303,27 @@ async def _drained(pool: HashPool) -> None:
         await asyncio.sleep(0.01)
     msg = f"{pool.pending} places still taken"
     raise AssertionError(msg)
+
+
+class SlowToStartHashing(TimedHashing):
+    """Making the dummy hash, once, takes far longer than a check."""
+
+    def dummy_hash(self) -> str:
+        if self._dummy_hash is None:
+            self._clock.now += 1.0
+        return super().dummy_hash()
+
+
+async def test_the_first_estimate_is_a_check_not_the_making_of_the_dummy_hash(
+    sqlite_settings: Settings,
+) -> None:
+    clock = SteppedClock()
+    pool = HashPool(
+        SlowToStartHashing(sqlite_settings, clock, 0.05), workers=2, max_pending=500, clock=clock
+    )
+    await pool.open()
+    try:
+        assert pool.check_seconds == pytest.approx(0.05)
+        assert pool.limit == 40
+    finally:
+        pool.close()
