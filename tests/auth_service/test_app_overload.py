@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -22,8 +22,14 @@ if TYPE_CHECKING:
     from auth_service.settings import Settings
 
 BODY = json.dumps({"username": "nobody", "password": "a guess"}).encode()
-# About half a second a check, so that a second request can queue behind the first.
-SLOW_ARGON2 = {"argon2_time_cost": 40, "argon2_memory_cost": 8192, "hash_workers": 1}
+# About half a second a check, so that a second request can queue behind the first;
+# a target delay long enough that admission, measured on a busy machine, takes both.
+SLOW_ARGON2 = {
+    "argon2_time_cost": 40,
+    "argon2_memory_cost": 8192,
+    "hash_workers": 1,
+    "target_queue_delay_seconds": 600,
+}
 
 
 @contextmanager
@@ -97,17 +103,16 @@ def test_a_check_that_cannot_finish_within_its_budget_is_refused_at_once(sqlite_
 
 
 def test_a_queued_check_whose_client_disconnects_is_never_hashed(sqlite_url: str) -> None:
-    with serving(make_settings(sqlite_url, **SLOW_ARGON2)) as client:
+    with serving(make_settings(sqlite_url, **SLOW_ARGON2)) as client, ExitStack() as sockets:
         base_url = str(client.base_url)
         timing_check = verifications(client)
-        first = raw_request(base_url)
+        first = sockets.enter_context(raw_request(base_url))
         wait_until(lambda: pending(client) == 1, "the first check starting")
-        second = raw_request(base_url)
+        second = sockets.enter_context(raw_request(base_url))
         wait_until(lambda: pending(client) == 2, "the second check queueing")
         second.close()
-        first.settimeout(20)
+        first.settimeout(60)
         answer = first.recv(4096)
-        first.close()
         wait_until(lambda: pending(client) == 0, "the queue draining")
         hashed = verifications(client) - timing_check
         abandoned = metric(client, "auth_validations_total", outcome="abandoned")
@@ -120,16 +125,15 @@ def test_when_the_pool_is_full_a_check_is_refused_before_its_body_is_read(
     sqlite_url: str,
 ) -> None:
     settings = make_settings(sqlite_url, **SLOW_ARGON2, max_pending_hashes=1)
-    with serving(settings) as client:
+    with serving(settings) as client, ExitStack() as sockets:
         base_url = str(client.base_url)
-        first = raw_request(base_url)
+        first = sockets.enter_context(raw_request(base_url))
         wait_until(lambda: pending(client) == 1, "the first check starting")
         # Not even JSON: a body that was read would be answered 422.
         refused = client.post("/auth/validate", content=b"{not json")
         overloaded = metric(client, "auth_validations_total", outcome="overloaded")
-        first.settimeout(20)
+        first.settimeout(60)
         first.recv(4096)
-        first.close()
 
     assert (refused.status_code, refused.json()["code"]) == (503, "overloaded")
     assert refused.headers["Retry-After"].isdigit()

@@ -339,10 +339,10 @@ def test_an_app_factory_that_raises_stops_the_supervisor(tmp_path: Path) -> None
 
     assert exit_code == STARTUP_FAILURE
     log = read_log(log_path)
-    # Each worker tried once; none was started again.
-    assert log.count("refused its settings: auth_timeout: Input should be a valid number") == (
-        WORKERS
-    )
+    # Each worker tried at most once (on a busy machine the first failure may stop the
+    # supervisor before the other worker got as far); none was started again.
+    tries = log.count("refused its settings: auth_timeout: Input should be a valid number")
+    assert 1 <= tries <= WORKERS
     assert "failed to start, stopping the parent process" in log
     assert "not-a-number-7f3e" not in log  # settings are logged without their values
 
@@ -357,7 +357,7 @@ def test_a_worker_whose_start_up_fails_stops_the_supervisor(tmp_path: Path) -> N
 
     assert exit_code == STARTUP_FAILURE
     log = read_log(log_path)
-    assert log.count("Application startup failed. Exiting.") == WORKERS
+    assert 1 <= log.count("Application startup failed. Exiting.") <= WORKERS
     assert "failed to start, stopping the parent process" in log
     assert STARTED not in log
 
