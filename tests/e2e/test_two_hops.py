@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -83,7 +84,8 @@ def test_unknown_user_is_401(user_service_url: str) -> None:
 
 
 def _log_entries(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    # Only whole lines: the service may be writing the last one.
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line]
 
 
 def test_both_services_log_json_lines_with_the_request_id(
@@ -93,11 +95,17 @@ def test_both_services_log_json_lines_with_the_request_id(
         f"{user_service_url}/accounts",
         json={"username": "erin", "password": "wrong-password"},
         headers={"X-Request-ID": "e2e-trace-1"},
+        timeout=30,
     )
     for log in ("user-service.log", "auth-service.log"):
-        traced = [
-            entry
-            for entry in _log_entries(folder / log)
-            if entry.get("request_id") == "e2e-trace-1"
-        ]
+        # A request's line is written once its answer has gone: poll for it.
+        deadline = time.monotonic() + 10
+        traced: list[dict[str, object]] = []
+        while not traced and time.monotonic() < deadline:
+            traced = [
+                entry
+                for entry in _log_entries(folder / log)
+                if entry.get("request_id") == "e2e-trace-1"
+            ]
+            time.sleep(0 if traced else 0.05)
         assert traced, f"{log} has no line for request e2e-trace-1"
