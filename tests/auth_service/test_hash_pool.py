@@ -214,58 +214,58 @@ async def test_a_check_that_cannot_finish_by_its_deadline_is_refused_at_once(
         pool.close()
 
 
-async def test_a_queued_check_whose_deadline_passes_is_never_hashed(
+@pytest.fixture
+async def one_thread_busy(
     sqlite_settings: Settings,
-) -> None:
+) -> AsyncIterator[tuple[HashPool, CountedHashing]]:
+    """A pool of one thread, held by a check until the test opens the gate."""
     hashing = CountedHashing(sqlite_settings, gated=True)
     pool = HashPool(hashing, workers=1, max_pending=10)
     await open_ungated(pool, hashing)
+    first = asyncio.create_task(_check(pool))
+    await asyncio.to_thread(hashing.started.wait, 5)
     try:
-        first = asyncio.create_task(_check(pool))
-        await asyncio.to_thread(hashing.started.wait, 5)
-        loop = asyncio.get_running_loop()
-
-        with pool.reserve() as slot:
-            waited = loop.time()
-            with pytest.raises(AbandonedError):
-                await slot.check(None, "secret", deadline=time.monotonic() + 0.2)
-            waited = loop.time() - waited
-
-        hashing.gate.set()
-        await first
-        await _drained(pool)
-        assert hashing.checks == 1
-        assert 0.15 < waited < 5
+        yield pool, hashing
     finally:
         hashing.gate.set()
+        await first
         pool.close()
+
+
+async def test_a_queued_check_whose_deadline_passes_is_never_hashed(
+    one_thread_busy: tuple[HashPool, CountedHashing],
+) -> None:
+    pool, hashing = one_thread_busy
+    loop = asyncio.get_running_loop()
+
+    with pool.reserve() as slot:
+        waited = loop.time()
+        with pytest.raises(AbandonedError):
+            await slot.check(None, "secret", deadline=time.monotonic() + 0.2)
+        waited = loop.time() - waited
+
+    hashing.gate.set()
+    await _drained(pool)
+    assert hashing.checks == 1
+    assert 0.15 < waited < 5
 
 
 async def test_a_queued_check_whose_caller_goes_is_never_hashed(
-    sqlite_settings: Settings,
+    one_thread_busy: tuple[HashPool, CountedHashing],
 ) -> None:
-    hashing = CountedHashing(sqlite_settings, gated=True)
-    pool = HashPool(hashing, workers=1, max_pending=10)
-    await open_ungated(pool, hashing)
-    try:
-        first = asyncio.create_task(_check(pool))
-        await asyncio.to_thread(hashing.started.wait, 5)
-        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    pool, hashing = one_thread_busy
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        with pool.reserve() as slot:
-            second = asyncio.create_task(slot.check(None, "secret", gone=gone))
-            await asyncio.sleep(0)
-            gone.set_result(None)
-            with pytest.raises(AbandonedError):
-                await second
+    with pool.reserve() as slot:
+        second = asyncio.create_task(slot.check(None, "secret", gone=gone))
+        await asyncio.sleep(0)
+        gone.set_result(None)
+        with pytest.raises(AbandonedError):
+            await second
 
-        hashing.gate.set()
-        await first
-        await _drained(pool)
-        assert hashing.checks == 1
-    finally:
-        hashing.gate.set()
-        pool.close()
+    hashing.gate.set()
+    await _drained(pool)
+    assert hashing.checks == 1
 
 
 async def test_a_running_check_goes_on_to_its_result_when_its_caller_goes(

@@ -336,6 +336,25 @@ def test_upstream_failure_creates_no_account(failure: Failure) -> None:
     assert failure.user_service.has_no_account()
 
 
+@contextmanager
+def sign_up_waiting_on_auth_service(
+    base_url: str, stand_in_auth: StandInAuthService
+) -> Iterator[None]:
+    """Send a sign-up over a plain socket; hold it while auth-service has not answered it."""
+    address = httpx.URL(base_url)
+    body = json.dumps(ACCOUNT).encode()
+    with socket.create_connection((address.host, address.port)) as browser:
+        browser.sendall(
+            b"POST /accounts HTTP/1.1\r\nHost: user-service\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        deadline = time.monotonic() + 10
+        while not stand_in_auth.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stand_in_auth.received, "the sign-up never reached auth-service"
+        yield
+
+
 def test_a_client_that_goes_away_during_the_check_stops_the_call_to_auth_service(
     stand_in_auth: StandInAuthService,
 ) -> None:
@@ -346,17 +365,8 @@ def test_a_client_that_goes_away_during_the_check_stops_the_call_to_auth_service
         serve_in_thread(create_app(settings, account_store=store)) as base_url,
         httpx.Client(base_url=base_url, timeout=10) as client,
     ):
-        address = httpx.URL(base_url)
-        body = json.dumps(ACCOUNT).encode()
-        browser = socket.create_connection((address.host, address.port))
-        browser.sendall(
-            b"POST /accounts HTTP/1.1\r\nHost: user-service\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        deadline = time.monotonic() + 5
-        while not stand_in_auth.received and time.monotonic() < deadline:
-            time.sleep(0.01)
-        browser.close()
+        with sign_up_waiting_on_auth_service(base_url, stand_in_auth):
+            pass  # the client hangs up while auth-service has not answered
         started = time.monotonic()
         while time.monotonic() - started < 5 and not _counted(client, status="499"):
             time.sleep(0.02)
@@ -379,23 +389,13 @@ def test_past_its_bound_in_flight_a_sign_up_is_refused_before_its_body_is_read(
     with (
         serve_in_thread(create_app(settings, account_store=InMemoryAccountStore())) as base_url,
         httpx.Client(base_url=base_url, timeout=10) as client,
+        sign_up_waiting_on_auth_service(base_url, stand_in_auth),
     ):
-        address = httpx.URL(base_url)
-        body = json.dumps(ACCOUNT).encode()
-        held = socket.create_connection((address.host, address.port))
-        held.sendall(
-            b"POST /accounts HTTP/1.1\r\nHost: user-service\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        deadline = time.monotonic() + 5
-        while not stand_in_auth.received and time.monotonic() < deadline:
-            time.sleep(0.01)
         # Not even JSON: a body that was read would be answered 422.
         refused = client.post(
             "/accounts", content=b"{not json", headers={"Content-Type": "application/json"}
         )
         out_of_time = client.post("/accounts", json=ACCOUNT, headers={"X-Time-Budget-Ms": "5"})
-        held.close()
 
     assert (refused.status_code, refused.json()["code"]) == (503, "overloaded")
     assert refused.headers["Retry-After"] == "1"
