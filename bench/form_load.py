@@ -25,7 +25,6 @@ import asyncio
 import html
 import itertools
 import json
-import statistics
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import uvloop
 
-from bench.pyload import PASSWORD
+from bench.pyload import PASSWORD, Tally, quantile, wrk_results
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -84,14 +83,8 @@ def shows_account(page: str, username: str) -> bool:
 
 
 @dataclass
-class _Tally:
-    latencies: list[float] = field(default_factory=list)
+class _Tally(Tally):
     form_latencies: list[float] = field(default_factory=list)
-    good: int = 0
-    bad: int = 0
-    timeouts: int = 0
-    connection_errors: int = 0
-    example: str = ""
 
     def count_bad(self, example: str) -> None:
         self.bad += 1
@@ -137,14 +130,6 @@ async def _sign_up(session: aiohttp.ClientSession, username: str, tally: _Tally)
         tally.count_bad(f"{status} {page}")
 
 
-def _quantile(values: list[float], percent: int) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-
-
 async def run(url: str, *, connections: int, seconds: float, prefix: str) -> dict[str, object]:
     """Sign up through the form at ``url`` from ``connections`` browsers for ``seconds``.
 
@@ -164,19 +149,8 @@ async def run(url: str, *, connections: int, seconds: float, prefix: str) -> dic
     await asyncio.gather(*(_browser(url, deadline, usernames, tally) for _ in range(connections)))
     duration = time.perf_counter() - started
     return {
-        "good": tally.good,
-        "bad": tally.bad,
-        "responses": len(tally.latencies),
-        "duration_us": round(duration * 1e6),
-        "connect_errors": tally.connection_errors,
-        "read_errors": 0,
-        "write_errors": 0,
-        "timeouts": tally.timeouts,
-        "p50_us": round(_quantile(tally.latencies, 50) * 1e6),
-        "p99_us": round(_quantile(tally.latencies, 99) * 1e6),
-        "max_us": round(max(tally.latencies, default=0.0) * 1e6),
-        "get_p99_us": round(_quantile(tally.form_latencies, 99) * 1e6),
-        "example": tally.example,
+        **wrk_results(tally, duration),
+        "get_p99_us": round(quantile(tally.form_latencies, 99) * 1e6),
     }
 
 

@@ -34,7 +34,9 @@ PASSWORD = "bench-password-1"  # noqa: S105 (a throwaway password for throwaway 
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """What a closed-loop load counted: latencies, good and bad answers, failures."""
+
     latencies: list[float] = field(default_factory=list)
     good: int = 0
     bad: int = 0
@@ -43,13 +45,41 @@ class _Tally:
     example: str = ""
 
     def count_bad(self, example: str) -> None:
+        """Count a bad answer, keeping the first one's text as the example."""
         self.bad += 1
         if not self.example:
             self.example = example[:200]
 
 
+def quantile(values: list[float], percent: int) -> float:
+    """Return the ``percent``-th percentile of ``values`` (inclusive method), 0 for none."""
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+def wrk_results(tally: Tally, duration: float) -> dict[str, object]:
+    """Return ``tally`` over ``duration`` seconds with the keys the wrk scripts write."""
+    return {
+        "good": tally.good,
+        "bad": tally.bad,
+        "responses": len(tally.latencies),
+        "duration_us": round(duration * 1e6),
+        "connect_errors": tally.connection_errors,
+        "read_errors": 0,
+        "write_errors": 0,
+        "timeouts": tally.timeouts,
+        "p50_us": round(quantile(tally.latencies, 50) * 1e6),
+        "p99_us": round(quantile(tally.latencies, 99) * 1e6),
+        "max_us": round(max(tally.latencies, default=0.0) * 1e6),
+        "example": tally.example,
+    }
+
+
 async def _send(
-    request: AbstractAsyncContextManager[aiohttp.ClientResponse], tally: _Tally
+    request: AbstractAsyncContextManager[aiohttp.ClientResponse], tally: Tally
 ) -> tuple[int, str] | None:
     """Send ``request`` and time it; ``None`` (counted in ``tally``) if no answer came."""
     sent = time.perf_counter()
@@ -70,7 +100,7 @@ async def _create_accounts(
     session: aiohttp.ClientSession,
     deadline: float,
     usernames: Iterator[str],
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     while time.perf_counter() < deadline:
         username = next(usernames)
@@ -92,7 +122,7 @@ async def _create_accounts(
 
 
 async def _get_accounts(
-    session: aiohttp.ClientSession, deadline: float, stored: int, tally: _Tally
+    session: aiohttp.ClientSession, deadline: float, stored: int, tally: Tally
 ) -> None:
     while time.perf_counter() < deadline:
         account_id = random.randint(1, stored)  # noqa: S311 (which account to read, not a secret)
@@ -137,7 +167,7 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
     Returns:
         The results, with the keys the wrk scripts write.
     """
-    tally = _Tally()
+    tally = Tally()
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(url, timeout=timeout, connector=connector) as session:
@@ -153,26 +183,7 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
             clients = [_get_accounts(session, deadline, stored, tally) for _ in range(connections)]
         await asyncio.gather(*clients)
         duration = time.perf_counter() - started
-    latencies = sorted(tally.latencies) or [0.0]
-    quantiles = (
-        statistics.quantiles(latencies, n=100, method="inclusive")
-        if len(latencies) > 1
-        else [latencies[0]] * 99
-    )
-    return {
-        "good": tally.good,
-        "bad": tally.bad,
-        "responses": len(tally.latencies),
-        "duration_us": round(duration * 1e6),
-        "connect_errors": tally.connection_errors,
-        "read_errors": 0,
-        "write_errors": 0,
-        "timeouts": tally.timeouts,
-        "p50_us": round(quantiles[49] * 1e6),
-        "p99_us": round(quantiles[98] * 1e6),
-        "max_us": round(latencies[-1] * 1e6),
-        "example": tally.example,
-    }
+    return wrk_results(tally, duration)
 
 
 def main(argv: list[str] | None = None) -> int:
