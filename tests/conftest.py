@@ -7,10 +7,12 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.support import log_scan
+from tests.support.tls import TestTls, make_tls
 
 if TYPE_CHECKING:
-    import pytest
     from _pytest.terminal import TerminalReporter
 
 # The Pact verifier sends anonymous usage statistics unless told not to; these
@@ -51,3 +53,9 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
         for nodeid, outcome in sorted(outcomes):
             terminalreporter.write_line(f"{outcome:7} {nodeid}")
     log_scan.SESSION.write_summary(terminalreporter)
+
+
+@pytest.fixture(scope="session")
+def test_tls(tmp_path_factory: pytest.TempPathFactory) -> TestTls:
+    """A test CA and a server certificate for 127.0.0.1 and localhost, shared by the session."""
+    return make_tls(tmp_path_factory.mktemp("tls"))

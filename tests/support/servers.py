@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
     from starlette.types import ASGIApp
 
+    from tests.support.tls import TestTls
+
 __all__ = [
     "HOST",
     "STARTED",
@@ -48,18 +50,30 @@ __all__ = [
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+def serve_in_thread(app: ASGIApp, *, tls: TestTls | None = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free port in a background thread.
 
     The app's lifespan runs, so collaborators it opens there are real. Pact's
     provider state handlers need the provider in the same process, hence a
     thread rather than a subprocess.
 
+    Args:
+        app: The app.
+        tls: The certificate to serve HTTPS with; plain HTTP when omitted.
+
     Yields:
-        The base URL of the server, ``http://127.0.0.1:PORT``.
+        The base URL of the server, ``http://127.0.0.1:PORT`` or ``https://...``.
     """
     port = free_port()
-    config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=HOST,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ssl_certfile=tls.cert_file if tls else None,
+        ssl_keyfile=tls.key_file if tls else None,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -70,7 +84,7 @@ def serve_in_thread(app: ASGIApp) -> Iterator[str]:
                 msg = f"the app did not start on port {port}"
                 raise RuntimeError(msg)
             time.sleep(0.01)
-        yield f"http://{HOST}:{port}"
+        yield f"{'https' if tls else 'http'}://{HOST}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
