@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: run test check pacts bench lock clean
+.PHONY: run test check pacts openapi bench lock clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python scripts/run_system.py
 
-# .bench: the smoke tests of the benchmarks run the profiler too.
-test: $(VENV)/.bench
+# .bench: the smoke tests of the benchmarks run the profiler too; node_modules: the
+# bi-directional contract check runs the pinned openapi-pact-comparator.
+test: $(VENV)/.bench node_modules/.package-lock.json
 	$(BIN)/pytest
 
 check: $(VENV)/.bench
@@ -23,6 +24,10 @@ check: $(VENV)/.bench
 
 pacts: $(VENV)/.dev
 	PACTS_REWRITE=1 $(BIN)/pytest tests/contracts -k consumer
+
+# Rewrites openapi/*.json, each service's document as it serves it; review the diff like code.
+openapi: $(VENV)/.dev
+	$(BIN)/python scripts/write_openapi.py
 
 # Real processes on free ports, load from wrk and Python generators (about 8 minutes on 2
 # cores); writes bench/results/latest.{md,png} and overload.png. BENCH_ARGS='--scenarios spike'
@@ -46,6 +51,11 @@ $(VENV)/.bench: $(VENV)/.dev requirements-bench.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
+# The Node.js tools pinned in package-lock.json, installed with the machine's npm.
+node_modules/.package-lock.json: package-lock.json
+	npm ci --loglevel=error --no-audit --no-fund >/dev/null
+	touch $@
+
 # Re-resolves the pins from the ranges in pyproject.toml, in a scratch environment.
 lock:
 	rm -rf .lock-venv
@@ -62,4 +72,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/results/runs
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache var bench/results/runs

@@ -14,6 +14,8 @@ Scenarios, one module each (``python -m bench --scenarios NAME``):
 What the scenarios share:
     runs: a run's settings (RunConfig), each variant's rounds and their medians (Series).
     commands: how to start each service, as shipped or as a baseline, on a free port.
+    clients: every caller registered with the service it calls (``clients add``), its token
+        in a file.
     services: services running as processes, their CPU time and peak memory; built on
         ``tests.support.processes`` (free ports, start-up, stopping), shared with the tests.
     credentials: auth-service's users for a load, seeded with one real hash.

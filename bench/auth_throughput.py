@@ -1,13 +1,15 @@
 """auth-service alone: how close its validations/s come to the raw argon2id rate (``auth``).
 
 Starts ``auth-service serve`` as a real process on a free port, over a
-temporary SQLite file holding one user added with ``auth-service users add``,
-and drives it with concurrent clients, checking every answer (status and
-body). In the same run it measures the raw argon2id verification rate of the
-same parameters on the same cores: one thread per core, each verifying one
-hash in a loop, while the service is idle. The two alternate in rounds, so
-that both see the same background load on a shared machine. It prints a
-markdown table of both and their ratio, and exits 1 if any answer was wrong.
+temporary SQLite file holding one user added with ``auth-service users add``
+and one client, the load, registered with ``auth-service clients add``
+(:mod:`bench.clients`), and drives it with concurrent clients, each presenting
+the load's token and checking every answer (status and body). In the same
+run it measures the raw argon2id verification rate of the same parameters on
+the same cores: one thread per core, each verifying one hash in a loop, while
+the service is idle. The two alternate in rounds, so that both see the same
+background load on a shared machine. It prints a markdown table of both and
+their ratio, and exits 1 if any answer was wrong.
 An overload answer (``503``, ``"code": "overloaded"``, a valid ``Retry-After``)
 is right, not wrong: it is counted as refused, and its client waits as told.
 
@@ -50,6 +52,7 @@ from argon2 import PasswordHasher, Type
 from tests.support.processes import HOST, START_TIMEOUT_SECONDS, clean_environment, free_port
 
 from auth_service.settings import Settings
+from bench.clients import LOAD, add_client, authorization
 from bench.commands import REPO_ROOT
 from bench.raw_rate import RawRate, verify_raw
 from bench.services import CORES, Command, Service, process_cpu_seconds, running
@@ -118,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             "AUTH_SERVICE_DATABASE_URL": f"sqlite:///{Path(folder) / 'auth.db'}",
         }
         _add_user(environment)
+        token_file = add_client(
+            "auth-service",
+            LOAD,
+            environment,
+            Path(folder) / f"{LOAD}-for-auth-service",
+            command=[sys.executable, "-m", "auth_service"],
+        )
         port = free_port()
         command = Command(
             "auth-service",
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 _measure(
                     server,
                     settings,
+                    authorization(token_file),
                     clients=arguments.clients,
                     round_seconds=seconds / rounds,
                     rounds=rounds,
@@ -185,8 +196,14 @@ def _add_user(environment: dict[str, str]) -> None:
         raise RuntimeError(msg)
 
 
-async def _measure(
-    server: Service, settings: Settings, *, clients: int, round_seconds: float, rounds: int
+async def _measure(  # noqa: PLR0913 (the run's parts, by name)
+    server: Service,
+    settings: Settings,
+    headers: dict[str, str],
+    *,
+    clients: int,
+    round_seconds: float,
+    rounds: int,
 ) -> tuple[Load, RawRate]:
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost,
@@ -204,6 +221,7 @@ async def _measure(
         server.base_url,
         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
         connector=aiohttp.TCPConnector(limit=clients),
+        headers=headers,
     )
     async with session:
         for _ in range(rounds):

@@ -5,6 +5,12 @@ files as they are now) and served as shipped by that revision, behind one
 stand-in auth-service, over a fresh SQLite file. The revisions take turns in
 each round, so they see the same machine; the table gives each one's median.
 
+A revision with client tokens (``servicekit/client_tokens.py``) is a registered
+client of the stand-in, and the load one of it, registered with that
+revision's ``clients add`` (:mod:`bench.clients`). A revision older than them
+neither sends nor asks for a token: if one is compared, the stand-in answers
+any caller, and the table says so.
+
 Run it as ``python -m bench.compare 1b19d3d HEAD [--rounds 3] [--seconds 8]``;
 it prints a markdown table and writes it to ``--output`` if given. ``--smoke``
 runs one round of a second, for the tests.
@@ -24,6 +30,7 @@ from pathlib import Path
 
 from tests.support.processes import HOST, STARTED, clean_environment, free_port
 
+from bench.clients import LOAD, add_client, stand_in_token
 from bench.commands import REPO_ROOT, stand_in_command
 from bench.load import Load, Measurement, drive, wrk_path
 from bench.services import Command, Service, running
@@ -48,6 +55,11 @@ class Revision:
     commit: str
     source: Path
     runs: list[Measurement] = field(default_factory=list)
+
+    @property
+    def has_client_tokens(self) -> bool:
+        """Whether its services answer registered clients only, and call as one."""
+        return (self.source / "servicekit" / "client_tokens.py").is_file()
 
     def median(self, value: str) -> float:
         """Return the median over the rounds of a :class:`Measurement` attribute or ``rate``."""
@@ -88,16 +100,23 @@ def main(argv: list[str] | None = None) -> int:
         revisions = [
             _export(name, folder / f"rev{index}") for index, name in enumerate(arguments.revisions)
         ]
-        with running(stand_in_command(arguments.latency_ms, folder)) as (auth,):
+        auth_token = stand_in_token(folder / "user-service-for-auth-service")
+        checked = all(revision.has_client_tokens for revision in revisions)
+        stand_in = stand_in_command(
+            arguments.latency_ms, folder, tokens=[auth_token] if checked else []
+        )
+        with running(stand_in) as (auth,):
             for round_number in range(arguments.rounds):
                 for revision in revisions:
-                    measurement = _measure(revision, auth, arguments, folder / f"r{round_number}")
+                    measurement = _measure(
+                        revision, auth, auth_token, arguments, folder / f"r{round_number}"
+                    )
                     revision.runs.append(measurement)
                     sys.stderr.write(
                         f"[compare] round {round_number + 1} {revision.name}:"
                         f" {measurement.rate:,.0f} requests/s\n"
                     )
-    table = _table(revisions, arguments)
+    table = _table(revisions, arguments, tokens_checked=checked)
     sys.stdout.write(table)
     if arguments.output is not None:
         arguments.output.write_text(table, encoding="utf-8")
@@ -125,23 +144,38 @@ def _export(name: str, folder: Path) -> Revision:
 
 
 def _measure(
-    revision: Revision, auth: Service, arguments: argparse.Namespace, folder: Path
+    revision: Revision,
+    auth: Service,
+    auth_token: Path,
+    arguments: argparse.Namespace,
+    folder: Path,
 ) -> Measurement:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = folder / f"user-service-{revision.commit}.log"
+    program = [sys.executable, "-m", "user_service"]
+    environment = clean_environment(
+        {
+            "PYTHONPATH": str(revision.source),
+            "USER_SERVICE_DATABASE_URL": f"sqlite:///{folder / f'{revision.commit}.db'}",
+        }
+    )
+    load_token = None
+    if revision.has_client_tokens:
+        load_token = add_client(
+            "user-service",
+            LOAD,
+            environment,
+            folder / f"{LOAD}-for-{revision.commit}",
+            command=program,
+        )
+        environment["USER_SERVICE_AUTH_TOKEN_FILE"] = str(auth_token)
     command = Command(
         f"user-service {revision.commit}",
-        [sys.executable, "-m", "user_service", "serve", "--host", HOST, "--port", str(port)],
+        [*program, "serve", "--host", HOST, "--port", str(port)],
         port,
         log_path,
-        env=clean_environment(
-            {
-                "PYTHONPATH": str(revision.source),
-                "USER_SERVICE_AUTH_URL": auth.base_url,
-                "USER_SERVICE_DATABASE_URL": f"sqlite:///{folder / f'{revision.commit}.db'}",
-            }
-        ),
+        env={**environment, "USER_SERVICE_AUTH_URL": auth.base_url},
     )
     with running(command) as (service,):
         _wait_until_started(service)
@@ -153,6 +187,7 @@ def _measure(
                 arguments.seconds,
                 generator=arguments.generator,
                 prefix=f"cmp{time.time_ns()}",
+                token_file=load_token,
             ),
             results=folder / f"load-{revision.commit}.json",
             watch=[service],
@@ -184,13 +219,23 @@ def _label(revision: Revision) -> str:
     return f"{revision.name} ({revision.commit})"
 
 
-def _table(revisions: list[Revision], arguments: argparse.Namespace) -> str:
+def _table(
+    revisions: list[Revision], arguments: argparse.Namespace, *, tokens_checked: bool
+) -> str:
     first = revisions[0].median("rate")
     heading = (
         f"`POST /accounts` on user-service as shipped by each revision, {arguments.connections}"
         f" connections, {arguments.latency_ms} ms of auth latency; median of"
         f" {arguments.rounds} interleaved round(s) of {arguments.seconds} s."
     )
+    if not tokens_checked:
+        older = ", ".join(
+            _label(revision) for revision in revisions if not revision.has_client_tokens
+        )
+        heading += (
+            f" {older} predate(s) client tokens: the stand-in auth-service checked none, and"
+            " the load presented one only to the revisions that ask for it."
+        )
     lines = [
         heading,
         "",

@@ -2,7 +2,8 @@
 
 Behind a stand-in auth-service without latency, so that the store's cost is not
 hidden behind it, user-service as shipped serves copies of SQLite files seeded
-beforehand with that many accounts (:func:`seed_database`).
+beforehand with that many accounts (:func:`seed_database`) and with the load's
+client token, registered once per file with ``user-service clients add``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bench.commands import stand_in_command, user_service_command
+from bench.clients import LOAD, add_client, stand_in_token
+from bench.commands import stand_in_command, user_environment, user_service_command
 from bench.load import drive
 from bench.runs import Series, turned
 from bench.services import keep_log_tails, running
@@ -63,14 +65,17 @@ def growth(config: RunConfig) -> GrowthResults:
     folder.mkdir(parents=True, exist_ok=True)
     seeded: dict[int, Path] = {}
     seed_seconds: dict[int, float] = {}
+    load_tokens: dict[int, Path] = {}
     for size in config.sizes:
         seeding_started = time.perf_counter()
         seeded[size] = seed_database(folder / f"seeded-{size}.db", size)
         seed_seconds[size] = time.perf_counter() - seeding_started
+        load_tokens[size] = _register_load(seeded[size], folder / f"{LOAD}-for-seeded-{size}")
+    auth_token = stand_in_token(folder / "user-service-for-auth-service")
     create = {size: Series(f"POST /accounts, {size:,} stored") for size in config.sizes}
     get = {size: Series(f"GET /accounts/{{id}}, {size:,} stored") for size in config.sizes}
     results = config.run_folder / "growth"
-    with running(stand_in_command(GROWTH_LATENCY_MS, folder)) as (auth,):
+    with running(stand_in_command(GROWTH_LATENCY_MS, folder, tokens=[auth_token])) as (auth,):
         for round_number in range(config.stand_in_rounds):
             commands = []
             for size in config.sizes:
@@ -80,7 +85,10 @@ def growth(config: RunConfig) -> GrowthResults:
                 shutil.copyfile(seeded[size], working)
                 commands.append(
                     user_service_command(
-                        auth.base_url, working, folder / f"user-service-{size}.log"
+                        auth.base_url,
+                        working,
+                        folder / f"user-service-{size}.log",
+                        auth_token=auth_token,
                     )
                 )
             with running(*commands) as started:
@@ -91,14 +99,18 @@ def growth(config: RunConfig) -> GrowthResults:
                         if config.warmup_seconds:
                             drive(
                                 service.base_url,
-                                config.load("create", seconds=config.warmup_seconds),
+                                config.load(
+                                    "create",
+                                    seconds=config.warmup_seconds,
+                                    token_file=load_tokens[size],
+                                ),
                                 results=results / f"warmup-{size}-{round_number}.json",
                             )
                         for kind, series in (("create", create), ("get", get)):
                             series[size].measurements.append(
                                 drive(
                                     service.base_url,
-                                    config.load(kind, stored=size),
+                                    config.load(kind, stored=size, token_file=load_tokens[size]),
                                     results=results / f"{kind}-{size}-{round_number}.json",
                                     watch=[service, auth],
                                 )
@@ -140,6 +152,14 @@ def seed_database(path: Path, count: int) -> Path:
         # Fold the WAL into the file, so that copying the file alone copies everything.
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
+
+
+def _register_load(database: Path, token_file: Path) -> Path:
+    """Register the load with user-service over ``database``; fold the WAL into the file after."""
+    add_client("user-service", LOAD, user_environment(database), token_file)
+    with closing(sqlite3.connect(database, isolation_level=None)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return token_file
 
 
 async def _create_schema(path: Path) -> None:

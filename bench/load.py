@@ -118,6 +118,8 @@ class Load:
         wrk_threads: wrk's threads.
         prefix: Prefix of new usernames, unique to this run (``create``).
         stored: Accounts stored beforehand, with ids 1..stored (``get``).
+        token_file: The file of the client token that every request presents
+            (see :mod:`bench.clients`); none for a service that asks for none.
     """
 
     kind: Kind
@@ -127,6 +129,7 @@ class Load:
     wrk_threads: int = 1
     prefix: str = ""
     stored: int = 0
+    token_file: Path | None = None
 
 
 def drive(url: str, load: Load, *, results: Path, watch: Sequence[Service] = ()) -> Measurement:
@@ -281,6 +284,7 @@ def _command(url: str, load: Load, results: Path) -> tuple[list[str], dict[str, 
             load.prefix or "pyload",
             "--stored",
             str(max(load.stored, 1)),
+            *(["--token-file", str(load.token_file)] if load.token_file else []),
         ]
         return command, clean_environment()
     wrk = wrk_path()
@@ -308,6 +312,7 @@ def _command(url: str, load: Load, results: Path) -> tuple[list[str], dict[str, 
             "BENCH_WRK_RESULTS": str(results),
             "BENCH_WRK_PREFIX": load.prefix,
             "BENCH_WRK_STORED": str(load.stored),
+            "BENCH_WRK_TOKEN_FILE": str(load.token_file or ""),
         }
     )
     return command, environment

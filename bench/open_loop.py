@@ -15,7 +15,8 @@ service serves normally again.
 Each request is ``POST /accounts`` with a new username, ``{prefix}n1``,
 ``{prefix}n2``..., the probe's ``{prefix}probe``, and the password
 :data:`bench.pyload.PASSWORD`. Run it as ``python -m bench.open_loop --url URL
---rate R --seconds S --prefix P --results FILE [--timeout 10] [--drain 1]``.
+--rate R --seconds S --prefix P --results FILE [--timeout 10] [--drain 1]
+[--token-file FILE]``; with a token file, every request presents its client token.
 It writes one JSON object: every request's outcome, in order, and the probe's.
 """
 
@@ -27,12 +28,17 @@ import json
 import resource
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import uvloop
 
+from bench.clients import authorization
 from bench.pyload import PASSWORD
 from servicekit.retry_after import parse_retry_after
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 CLIENT_TIMEOUT_SECONDS = 10.0
 DRAIN_SECONDS = 1.0
@@ -110,7 +116,14 @@ async def _sign_up(
 
 
 async def run(  # noqa: PLR0913 (the load's parameters, by name)
-    url: str, *, rate: float, seconds: float, prefix: str, client_timeout: float, drain: float
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+    prefix: str,
+    client_timeout: float,
+    drain: float,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """Send ``rate`` sign-ups a second to ``url`` for ``seconds``, then the probe.
 
@@ -121,6 +134,7 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
         prefix: Prefix of the usernames.
         client_timeout: Seconds after which a caller gives up on its request.
         drain: Seconds to wait, once every request has ended, before the probe.
+        headers: Sent with every request (the client token's).
 
     Returns:
         The results: the parameters, ``requests`` (one :class:`Outcome` each, in
@@ -130,7 +144,9 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=client_timeout)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        url, connector=connector, timeout=timeout, headers=headers
+    ) as session:
         started = loop.time() + START_DELAY_SECONDS
         tasks: list[asyncio.Task[Outcome]] = []
         for number in range(1, count + 1):
@@ -190,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DRAIN_SECONDS,
         help="seconds between the last answer and the probe (default: %(default)s)",
     )
+    parser.add_argument("--token-file", type=Path, help="the client token every request presents")
     arguments = parser.parse_args(argv)
     _allow_many_connections()
     results = uvloop.run(
@@ -200,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix=arguments.prefix,
             client_timeout=arguments.timeout,
             drain=arguments.drain,
+            headers=authorization(arguments.token_file),
         )
     )
     arguments.results.write_text(json.dumps(results) + "\n", encoding="utf-8")

@@ -3,9 +3,13 @@
 user-service as shipped, the seed's design (a synchronous HTTP call inside
 ``async def``, ``bench/seed_design.py``) and the no-hop limit (the seed's app
 with a dict store and no call), each behind a stand-in auth-service that says
-yes after 0 or 10 ms (``bench/stand_in_auth.py``). Every service runs for the
-whole scenario; the variants take turns within each round. It also counts the
-``201`` answers user-service sent and the accounts on disk once it stopped.
+yes after 0 or 10 ms (``bench/stand_in_auth.py``) to the callers it knows:
+user-service and the seed's design, each with a token of its own
+(:mod:`bench.clients`). The load presents a token registered with
+user-service; the seed's design asks for none, as the seed did. Every service
+runs for the whole scenario; the variants take turns within each round. It
+also counts the ``201`` answers user-service sent and the accounts on disk once
+it stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bench.commands import seed_command, stand_in_command, user_service_command
+from bench.clients import LOAD, add_client, stand_in_token
+from bench.commands import seed_command, stand_in_command, user_environment, user_service_command
 from bench.load import drive
 from bench.runs import Series, turned
 from bench.seed_design import SYNC_CLIENT
@@ -80,16 +85,34 @@ def designs(config: RunConfig) -> DesignResults:
         The measurements.
     """
     folder = config.scratch / "designs"
-    stand_ins = {latency: stand_in_command(latency, folder) for latency in AUTH_LATENCIES_MS}
+    user_token = stand_in_token(folder / "user-service-for-auth-service")
+    seed_token = stand_in_token(folder / "seed-design-for-auth-service")
+    stand_ins = {
+        latency: stand_in_command(latency, folder, tokens=[user_token, seed_token])
+        for latency in AUTH_LATENCIES_MS
+    }
     databases = {latency: folder / f"user-service-{latency}ms.db" for latency in AUTH_LATENCIES_MS}
+    load_tokens = {
+        latency: add_client(
+            USER_SERVICE,
+            LOAD,
+            user_environment(databases[latency]),
+            folder / f"{LOAD}-for-user-service-{latency}ms",
+        )
+        for latency in AUTH_LATENCIES_MS
+    }
     commands: dict[Variant, Command] = {}
     for latency in AUTH_LATENCIES_MS:
         auth_url = stand_ins[latency].base_url
         commands[Variant(USER_SERVICE, latency)] = user_service_command(
-            auth_url, databases[latency], folder / f"user-service-{latency}ms.log"
+            auth_url,
+            databases[latency],
+            folder / f"user-service-{latency}ms.log",
+            auth_token=user_token,
         )
         commands[Variant(SEED_DESIGN, latency)] = seed_command(
-            ["--auth-url", auth_url], folder / f"seed-{latency}ms.log"
+            ["--auth-url", auth_url, "--auth-token-file", str(seed_token)],
+            folder / f"seed-{latency}ms.log",
         )
     commands[Variant(NO_HOP_LIMIT, None)] = seed_command(["--no-hop"], folder / "limit.log")
     variants = list(commands)
@@ -105,9 +128,18 @@ def designs(config: RunConfig) -> DesignResults:
                     if variant.latency_ms is not None:
                         watch.append(auth[variant.latency_ms])
                     warmup = round_number < 0
+                    token = (
+                        load_tokens[variant.latency_ms]
+                        if variant.design == USER_SERVICE and variant.latency_ms is not None
+                        else None
+                    )
                     measurement = drive(
                         services[variant].base_url,
-                        config.load("create", seconds=config.warmup_seconds if warmup else None),
+                        config.load(
+                            "create",
+                            seconds=config.warmup_seconds if warmup else None,
+                            token_file=token,
+                        ),
                         results=config.run_folder
                         / "designs"
                         / f"{_slug(variant.label)}-{'warmup' if warmup else round_number}.json",

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from tests.support.processes import clean_environment
 
-from bench.commands import stand_in_command, user_service_command
+from bench.clients import LOAD, add_client, stand_in_token
+from bench.commands import stand_in_command, user_environment, user_service_command
 from bench.load import Load, drive, wrk_path
 from bench.services import CORES, running
 
@@ -130,9 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch:
         folder = Path(scratch)
         samples = folder / "samples.txt"
-        with running(stand_in_command(arguments.latency_ms, folder)) as (auth,):
+        auth_token = stand_in_token(folder / "user-service-for-auth-service")
+        load_token = add_client(
+            "user-service",
+            LOAD,
+            user_environment(folder / "accounts.db"),
+            folder / f"{LOAD}-for-user-service",
+        )
+        stand_in = stand_in_command(arguments.latency_ms, folder, tokens=[auth_token])
+        with running(stand_in) as (auth,):
             shipped = user_service_command(
-                auth.base_url, folder / "accounts.db", folder / "user-service.log"
+                auth.base_url,
+                folder / "accounts.db",
+                folder / "user-service.log",
+                auth_token=auth_token,
             )
             command = replace(
                 shipped,
@@ -168,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                         arguments.seconds,
                         generator=generator,
                         prefix="bprofilex",
+                        token_file=load_token,
                     ),
                     results=folder / "load.json",
                     watch=[service, auth],

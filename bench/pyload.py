@@ -5,7 +5,8 @@ way, and writes the same JSON results. It is far slower than wrk, so it is
 never used for a full run: ``python -m bench`` refuses to measure without wrk.
 
 Run it as ``python -m bench.pyload --url URL --kind create|get --connections N
---seconds S --results FILE [--prefix P] [--stored N]``.
+--seconds S --results FILE [--prefix P] [--stored N] [--token-file FILE]``; with
+a token file, every request presents its client token.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from typing import TYPE_CHECKING
 import aiohttp
 import uvloop
 
+from bench.clients import authorization
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -151,7 +154,14 @@ def _json(body: str) -> dict[str, object]:
 
 
 async def run(  # noqa: PLR0913 (the load's parameters, by name)
-    url: str, *, kind: str, connections: int, seconds: float, prefix: str, stored: int
+    url: str,
+    *,
+    kind: str,
+    connections: int,
+    seconds: float,
+    prefix: str,
+    stored: int,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """Drive ``url`` with ``connections`` clients for ``seconds`` and check every answer.
 
@@ -163,6 +173,7 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
         prefix: Prefix of the new usernames (``create``): ``{prefix}t0n1``, ``{prefix}t0n2``...,
             as wrk's one thread names them.
         stored: Accounts stored beforehand, with ids 1..stored (``get``).
+        headers: Sent with every request (the client token's).
 
     Returns:
         The results, with the keys the wrk scripts write.
@@ -170,7 +181,9 @@ async def run(  # noqa: PLR0913 (the load's parameters, by name)
     tally = Tally()
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(url, timeout=timeout, connector=connector) as session:
+    async with aiohttp.ClientSession(
+        url, timeout=timeout, connector=connector, headers=headers
+    ) as session:
         started = time.perf_counter()
         deadline = started + seconds
         if kind == "create":
@@ -203,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, required=True, help="where to write the JSON")
     parser.add_argument("--prefix", default="pyload", help="prefix of new usernames")
     parser.add_argument("--stored", type=int, default=1, help="accounts stored beforehand")
+    parser.add_argument("--token-file", type=Path, help="the client token every request presents")
     arguments = parser.parse_args(argv)
     results = uvloop.run(
         run(
@@ -212,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds=arguments.seconds,
             prefix=arguments.prefix,
             stored=arguments.stored,
+            headers=authorization(arguments.token_file),
         )
     )
     arguments.results.write_text(json.dumps(results) + "\n", encoding="utf-8")

@@ -13,7 +13,10 @@ machine:
   from ``connections`` Python browsers (``bench/form_load.py``);
 - the seed's design (``bench/seed_design.py``) in front of the same auth-service.
 
-The services are the shipped commands, over SQLite files in a scratch folder.
+The services are the shipped commands, over SQLite files in a scratch folder,
+each caller registered with the service it calls before it starts
+(:mod:`bench.clients`): user-service and the seed's design with auth-service,
+frontend-web and the load with user-service.
 auth-service knows every username the load will send (seeded before it starts,
 see :class:`bench.credentials.Credentials`), so every answer expected is a
 ``201`` with a new account: a ``409`` or a ``401`` shows as an error. The
@@ -31,11 +34,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bench.clients import LOAD, SEED_DESIGN, add_client
 from bench.commands import (
+    auth_environment,
     auth_service_command,
     bench_environment,
     frontend_web_command,
     seed_command,
+    user_environment,
     user_service_command,
 )
 from bench.credentials import Credentials
@@ -150,21 +156,34 @@ def real_path(config: RunConfig) -> RealPathResults:
     seeding_started = time.perf_counter()
     seeded = credentials.add(_usernames(plan, per_phase))
     seed_seconds = time.perf_counter() - seeding_started
+    tokens = _register_clients(credentials.database, folder / "user-service.db", folder)
     auth = auth_service_command(credentials.database, folder / "auth-service.log")
-    user = user_service_command(auth.base_url, folder / "user-service.db", folder / f"{USER}.log")
-    frontend = frontend_web_command(user.base_url, folder / "frontend-web.log")
-    seed = seed_command(["--auth-url", auth.base_url], folder / f"{SEED}.log")
+    user = user_service_command(
+        auth.base_url,
+        folder / "user-service.db",
+        folder / f"{USER}.log",
+        auth_token=tokens.user_service,
+    )
+    frontend = frontend_web_command(
+        user.base_url, folder / "frontend-web.log", user_service_token=tokens.frontend_web
+    )
+    seed = seed_command(
+        ["--auth-url", auth.base_url, "--auth-token-file", str(tokens.seed_design)],
+        folder / f"{SEED}.log",
+    )
     series = {path: Series(path) for path in PATHS}
     with running(auth, user, frontend, seed) as started:
         services = {service.name: service for service in started}
         try:
             for phase in plan.warmups:
-                _run_phase(config, phase, services)
+                _run_phase(config, phase, services, tokens.load)
             for round_number, phases in enumerate(plan.rounds):
                 if round_number:
                     raws.append(raw_rate(credentials.password_hash, config.seconds))
                 for phase in turned(phases, round_number):
-                    series[phase.path].measurements.append(_run_phase(config, phase, services))
+                    series[phase.path].measurements.append(
+                        _run_phase(config, phase, services, tokens.load)
+                    )
             for path, name in ((USER_SERVICE_PATH, USER), (FORM_PATH, FRONTEND), (SEED_PATH, SEED)):
                 series[path].peak_rss_bytes = services[name].peak_rss_bytes()
             workers = {name: service.workers() for name, service in services.items()}
@@ -178,6 +197,27 @@ def real_path(config: RunConfig) -> RealPathResults:
         seed_seconds=seed_seconds,
         connections=config.connections,
         workers=workers,
+    )
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """The files of the callers' client tokens: each issued by the service it calls."""
+
+    user_service: Path
+    seed_design: Path
+    frontend_web: Path
+    load: Path
+
+
+def _register_clients(auth_database: Path, user_database: Path, folder: Path) -> _Tokens:
+    """Register every caller with the service it calls, over that service's database."""
+    auth, user = auth_environment(auth_database), user_environment(user_database)
+    return _Tokens(
+        user_service=add_client(AUTH, USER, auth, folder / f"{USER}-for-{AUTH}"),
+        seed_design=add_client(AUTH, SEED_DESIGN, auth, folder / f"{SEED_DESIGN}-for-{AUTH}"),
+        frontend_web=add_client(USER, FRONTEND, user, folder / f"{FRONTEND}-for-{USER}"),
+        load=add_client(USER, LOAD, user, folder / f"{LOAD}-for-{USER}"),
     )
 
 
@@ -213,10 +253,13 @@ def _usernames(plan: _Plan, per_phase: int) -> Iterator[str]:
                 yield f"{phase.prefix}t{thread}n{number}"
 
 
-def _run_phase(config: RunConfig, phase: _Phase, services: dict[str, Service]) -> Measurement:
+def _run_phase(
+    config: RunConfig, phase: _Phase, services: dict[str, Service], load_token: Path
+) -> Measurement:
     auth, user = services[AUTH], services[USER]
     if phase.path != FORM_PATH:
-        target = user if phase.path == USER_SERVICE_PATH else services[SEED]
+        to_user_service = phase.path == USER_SERVICE_PATH
+        target = user if to_user_service else services[SEED]
         load = Load(
             kind="create",
             connections=config.connections,
@@ -224,6 +267,8 @@ def _run_phase(config: RunConfig, phase: _Phase, services: dict[str, Service]) -
             generator=config.generator,
             wrk_threads=config.wrk_threads,
             prefix=phase.prefix,
+            # The seed's design asks its callers for no token, as the seed did.
+            token_file=load_token if to_user_service else None,
         )
         return drive(target.base_url, load, results=phase.results, watch=[target, auth])
     frontend = services[FRONTEND]

@@ -55,8 +55,18 @@ class RunConfig:
     run_folder: Path
     scratch: Path
 
-    def load(self, kind: str, *, seconds: int | None = None, stored: int = 0) -> Load:
-        """Return a load of ``kind`` (``"create"`` or ``"get"``) with this run's settings."""
+    def load(
+        self,
+        kind: str,
+        *,
+        seconds: int | None = None,
+        stored: int = 0,
+        token_file: Path | None = None,
+    ) -> Load:
+        """Return a load of ``kind`` (``"create"`` or ``"get"``) with this run's settings.
+
+        ``token_file`` holds the client token every request presents.
+        """
         return Load(
             kind="create" if kind == "create" else "get",
             connections=self.connections,
@@ -66,6 +76,7 @@ class RunConfig:
             # Lowercase letters and digits only: canonical already, so answers echo it as sent.
             prefix=f"b{secrets.token_hex(4)}x",
             stored=stored,
+            token_file=token_file,
         )
 
 

@@ -11,7 +11,10 @@ The same endpoint also gives the *limit* of the benchmark: with ``--no-hop``
 its verifier is in-process and always says yes, so nothing but FastAPI and
 the dict is left.
 
-Run it as ``python -m bench.seed_design --port P (--auth-url URL | --no-hop)``.
+Run it as ``python -m bench.seed_design --port P (--auth-url URL --auth-token-file FILE |
+--no-hop)``. Calling auth-service, it presents the client token in ``FILE``,
+which auth-service now requires (see :mod:`bench.clients`); the seed had none.
+Its own endpoint asks its callers for none, as the seed's did.
 
 The seed used ``requests.Session``; ``requests`` is not among the project's
 dependencies, so where it is not installed an ``httpx.Client`` (a pooled
@@ -25,12 +28,15 @@ import importlib
 import importlib.util
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, status
 from pydantic import BaseModel
 from tests.support.processes import HOST
+
+from bench.clients import read_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,8 +82,14 @@ class _SyncResponse(Protocol):
 
 
 class _SyncSession(Protocol):
-    def post(self, url: str, *, json: Any, timeout: float) -> _SyncResponse:  # noqa: ANN401
-        ...
+    def post(
+        self,
+        url: str,
+        *,
+        json: Any,  # noqa: ANN401
+        headers: dict[str, str],
+        timeout: float,
+    ) -> _SyncResponse: ...
 
 
 def _sync_session() -> _SyncSession:
@@ -86,21 +98,26 @@ def _sync_session() -> _SyncSession:
     return session
 
 
-def blocking_verifier(auth_url: str) -> Callable[[str, str], bool]:
+def blocking_verifier(auth_url: str, token: str) -> Callable[[str, str], bool]:
     """Return the seed's verifier: a synchronous ``POST /auth/validate`` on a pooled session.
 
     Args:
         auth_url: auth-service's base URL.
+        token: The client token auth-service issued to this baseline.
 
     Returns:
         A function that blocks until auth-service answers, and returns its verdict.
     """
     session = _sync_session()
     url = auth_url.rstrip("/") + "/auth/validate"
+    headers = {"Authorization": f"Bearer {token}"}
 
     def validate_credentials(username: str, password: str) -> bool:
         response = session.post(
-            url, json={"username": username, "password": password}, timeout=AUTH_TIMEOUT_SECONDS
+            url,
+            json={"username": username, "password": password},
+            headers=headers,
+            timeout=AUTH_TIMEOUT_SECONDS,
         )
         return response.status_code == status.HTTP_200_OK and response.json().get("valid") is True
 
@@ -152,8 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     verifier.add_argument(
         "--no-hop", action="store_true", help="an in-process verifier that always says yes"
     )
+    parser.add_argument(
+        "--auth-token-file",
+        type=Path,
+        help="the file holding its client token for auth-service (with --auth-url)",
+    )
     arguments = parser.parse_args(argv)
-    validate = always_yes if arguments.no_hop else blocking_verifier(arguments.auth_url)
+    validate: Callable[[str, str], bool]
+    if arguments.no_hop:
+        validate = always_yes
+    elif arguments.auth_token_file is None:
+        parser.error("--auth-url needs --auth-token-file: auth-service answers its clients only")
+    else:
+        validate = blocking_verifier(arguments.auth_url, read_token(arguments.auth_token_file))
     uvicorn.run(
         create_app(validate),
         host=HOST,

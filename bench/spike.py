@@ -17,7 +17,8 @@ user-service's database agrees with the answers: every ``201``'s account there
 exactly once, none for a request answered otherwise.
 
 Every username sent is known to auth-service (seeded before it starts), so an
-admitted sign-up is a ``201``.
+admitted sign-up is a ``201``. user-service is a registered client of
+auth-service, and the generator one of user-service (:mod:`bench.clients`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bench.commands import auth_service_command, bench_environment, user_service_command
+from bench.clients import LOAD, add_client
+from bench.commands import (
+    auth_environment,
+    auth_service_command,
+    bench_environment,
+    user_environment,
+    user_service_command,
+)
 from bench.credentials import Credentials
 from bench.load import GRACE_SECONDS, run_generator
 from bench.open_loop import ANSWERED, CONNECTION_ERROR, GAVE_UP, probe_username, username
@@ -235,14 +243,20 @@ def spike(config: RunConfig) -> SpikeResults:
         for multiple in MULTIPLES
     ]
     credentials.add(_usernames(phases))
-    auth = auth_service_command(credentials.database, folder / "auth-service.log")
     database = folder / "user-service.db"
-    user = user_service_command(auth.base_url, database, folder / f"{USER}.log")
+    auth_token = add_client(
+        AUTH, USER, auth_environment(credentials.database), folder / f"{USER}-for-{AUTH}"
+    )
+    load_token = add_client(USER, LOAD, user_environment(database), folder / f"{LOAD}-for-{USER}")
+    auth = auth_service_command(credentials.database, folder / "auth-service.log")
+    user = user_service_command(
+        auth.base_url, database, folder / f"{USER}.log", auth_token=auth_token
+    )
     with running(auth, user) as started:
         services = {service.name: service for service in started}
         try:
             for phase in phases:
-                _run(phase, services, results, timing)
+                _run(phase, services, results, timing, load_token)
         finally:
             keep_log_tails(started, results)
     stored = _stored_usernames(database)
@@ -275,7 +289,13 @@ class _Timing:
     ramp: float
 
 
-def _run(phase: SpikePhase, services: dict[str, Service], results: Path, timing: _Timing) -> None:
+def _run(
+    phase: SpikePhase,
+    services: dict[str, Service],
+    results: Path,
+    timing: _Timing,
+    load_token: Path,
+) -> None:
     reset = [services[name].reset_peak_rss() for name in SERVICES]
     phase.peak_reset = all(reset)
     output = results / f"{phase.multiple:g}x.json"
@@ -297,6 +317,8 @@ def _run(phase: SpikePhase, services: dict[str, Service], results: Path, timing:
         f"{timing.drain:g}",
         "--results",
         str(output),
+        "--token-file",
+        str(load_token),
     ]
     run = run_generator(
         command,

@@ -1,6 +1,12 @@
 """A stand-in for auth-service: ``POST /auth/validate`` says yes after a fixed latency.
 
-Run it as ``python -m bench.stand_in_auth --port P --latency-ms 10``.
+Run it as ``python -m bench.stand_in_auth --port P --latency-ms 10 [--token-file FILE ...]``.
+
+As auth-service, it answers only callers that present a client token it
+knows (``Authorization: Bearer TOKEN``), one per ``--token-file`` (see
+:mod:`bench.clients`), and refuses any other with auth-service's ``401``.
+Without ``--token-file`` it answers anyone, as services did before client
+tokens (``bench/compare.py`` measures such revisions too).
 
 It is a bare asyncio protocol rather than an ASGI app because it shares the
 machine's cores with the service under test and the load generator: the less
@@ -14,12 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import signal
-from typing import cast
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import uvloop
 from tests.support.processes import HOST
+
+from bench.clients import read_token
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 _HEADERS_END = b"\r\n\r\n"
 _MAX_HEAD_BYTES = 64 * 1024
@@ -40,30 +53,57 @@ def answer(body: bytes) -> bytes:
     return _response(b"200 OK", payload.encode())
 
 
-def _response(status: bytes, payload: bytes) -> bytes:
+def _response(status: bytes, payload: bytes, headers: bytes = b"") -> bytes:
     return (
         b"HTTP/1.1 "
         + status
-        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + b"\r\ncontent-type: application/json\r\n"
+        + headers
+        + b"content-length: "
         + str(len(payload)).encode()
         + b"\r\n\r\n"
         + payload
     )
 
 
-def _content_length(head: bytes) -> int:
+_REFUSED = _response(
+    b"401 Unauthorized",
+    b'{"detail":"The client token is not valid: unknown or revoked.","code":"invalid_token"}',
+    b'www-authenticate: Bearer realm="auth-service", error="invalid_token"\r\n',
+)
+"""auth-service's answer to a caller without a token it knows."""
+
+
+def _head_fields(head: bytes) -> tuple[int, bytes | None]:
+    """Return the ``Content-Length`` of a request's head (0 if none), and its ``Authorization``."""
+    length, authorization = 0, None
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"authorization":
+            authorization = value.strip()
+    return length, authorization
+
+
+def is_known(authorization: bytes | None, accepted: Collection[bytes]) -> bool:
+    """Tell whether ``authorization`` presents one of the ``accepted`` headers (any, if none)."""
+    if not accepted:
+        return True
+    if authorization is None:
+        return False
+    # Every one compared, in constant time each: which one matched is not told by the timing.
+    matches = [hmac.compare_digest(authorization, known) for known in accepted]
+    return any(matches)
 
 
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests and answers each after the latency."""
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, accepted: Collection[bytes]) -> None:
         self._latency = latency
+        self._accepted = accepted
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
 
@@ -84,7 +124,7 @@ class _Connection(asyncio.Protocol):
                     self._close()
                 return
             try:
-                length = _content_length(bytes(self._buffer[:end]))
+                length, authorization = _head_fields(bytes(self._buffer[:end]))
             except ValueError:
                 self._close()
                 return
@@ -93,7 +133,7 @@ class _Connection(asyncio.Protocol):
                 return
             body = bytes(self._buffer[start : start + length])
             del self._buffer[: start + length]
-            response = answer(body)
+            response = answer(body) if is_known(authorization, self._accepted) else _REFUSED
             if self._latency > 0:
                 # Equal delays fire in the order they were scheduled, so answers keep their order.
                 asyncio.get_running_loop().call_later(self._latency, self._send, response)
@@ -109,18 +149,22 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
-async def serve(port: int, latency: float) -> None:
+async def serve(port: int, latency: float, tokens: Collection[str] = ()) -> None:
     """Answer on ``port`` until SIGTERM or SIGINT.
 
     Args:
         port: The port to listen on, on the loopback interface.
         latency: Seconds to wait before each answer.
+        tokens: The client tokens answered; none: any caller is.
     """
+    accepted = frozenset(f"Bearer {token}".encode() for token in tokens)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stopped.set)
-    server = await loop.create_server(lambda: _Connection(latency), HOST, port, backlog=1024)
+    server = await loop.create_server(
+        lambda: _Connection(latency, accepted), HOST, port, backlog=1024
+    )
     async with server:
         await stopped.wait()
 
@@ -139,9 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay of every answer (default: 0)"
     )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="a file holding a client token to answer (repeatable; default: answer anyone)",
+    )
     arguments = parser.parse_args(argv)
+    tokens = [read_token(path) for path in arguments.token_file]
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(arguments.port, arguments.latency_ms / 1000))
+        uvloop.run(serve(arguments.port, arguments.latency_ms / 1000, tokens))
     return 0
 
 

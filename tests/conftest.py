@@ -25,6 +25,16 @@ _DEFAULT_DATA = tempfile.mkdtemp(prefix="pact-two-hop-tests-")
 os.environ.setdefault("USER_SERVICE_DATABASE_URL", f"sqlite:///{_DEFAULT_DATA}/user-service.db")
 os.environ.setdefault("AUTH_SERVICE_DATABASE_URL", f"sqlite:///{_DEFAULT_DATA}/auth-service.db")
 
+# The client tokens the callers send upstream (their apps refuse to build
+# without one). A test or a process that needs none, or a file instead, sets
+# the variable to "" (counted as unset).
+for _variable, _token in (
+    ("USER_SERVICE_AUTH_TOKEN", "test-token-user-service-for-auth-service"),
+    ("FRONTEND_WEB_USER_SERVICE_TOKEN", "test-token-frontend-web-for-user-service"),
+):
+    if os.environ.setdefault(_variable, _token).strip():
+        log_scan.register_secret(os.environ[_variable].strip())
+
 CONTRACT_TESTS = "tests/contracts/"
 
 

@@ -1,5 +1,7 @@
--- What every benchmark script shares: thread ids, the good/bad count, the results file.
--- Environment: BENCH_WRK_RESULTS, the file to write the results to, as one JSON object.
+-- What every benchmark script shares: thread ids, the good/bad count, the results file,
+-- and the client token every request presents.
+-- Environment: BENCH_WRK_RESULTS, the file to write the results to, as one JSON object;
+-- BENCH_WRK_TOKEN_FILE, the file holding the client token (empty or unset: none is sent).
 
 local threads = {}
 local thread_count = 0
@@ -13,6 +15,19 @@ end
 good = 0
 bad = 0
 example = ""
+
+-- The headers every request carries: ``Authorization: Bearer TOKEN`` if a token file is given.
+function client_headers(headers)
+  local path = os.getenv("BENCH_WRK_TOKEN_FILE")
+  if path ~= nil and path ~= "" then
+    local file = assert(io.open(path, "r"))
+    local token = string.match(file:read("*a"), "^%s*(.-)%s*$")
+    file:close()
+    assert(token ~= "", "the token file " .. path .. " is empty")
+    headers["Authorization"] = "Bearer " .. token
+  end
+  return headers
+end
 
 function count_good()
   good = good + 1

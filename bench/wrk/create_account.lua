@@ -1,6 +1,6 @@
 -- POST /accounts with a new username each time, checking every answer.
 -- Environment: BENCH_WRK_LIB, this folder; BENCH_WRK_PREFIX, the run's username
--- prefix (unique per run); and what common.lua reads.
+-- prefix (unique per run); and what common.lua reads (the client token among it).
 --
 -- Answers come back in any order across a thread's connections, so each thread
 -- keeps the usernames it sent and has not yet seen answered: an answer is good
@@ -12,7 +12,7 @@ function init(_)
   prefix = assert(os.getenv("BENCH_WRK_PREFIX"))
   counter = 0
   pending = {}
-  headers = { ["Content-Type"] = "application/json" }
+  headers = client_headers({ ["Content-Type"] = "application/json" })
 end
 
 function request()

@@ -1,7 +1,7 @@
 -- GET /accounts/{id} of a random stored account, checking every answer.
 -- Environment: BENCH_WRK_LIB, this folder; BENCH_WRK_STORED, how many accounts were
 -- stored beforehand, with ids 1..N and usernames "seeded" .. id on 7 digits (see
--- bench/growth.py); and what common.lua reads.
+-- bench/growth.py); and what common.lua reads (the client token among it).
 --
 -- Each thread keeps the ids it asked for and has not yet seen answered: an answer
 -- is good only if it is a 200 for one of them, with that id's username, active.
@@ -12,12 +12,13 @@ function init(_)
   stored = tonumber(assert(os.getenv("BENCH_WRK_STORED")))
   math.randomseed(os.time() + 7919 * thread_id)
   pending = {}
+  headers = client_headers({})
 end
 
 function request()
   local id = math.random(1, stored)
   pending[id] = (pending[id] or 0) + 1
-  return wrk.format("GET", "/accounts/" .. id)
+  return wrk.format("GET", "/accounts/" .. id, headers)
 end
 
 function response(status, _, body)

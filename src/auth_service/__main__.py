@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -20,12 +21,15 @@ from auth_service.store import (
     store_from_settings,
 )
 from servicekit.cli import add_serve_command, serve
+from servicekit.client_commands import add_clients_command, run_clients_command
 from usernames import InvalidUsernameError, canonical_username
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from pydantic_core import ErrorDetails
+
+    from servicekit.client_tokens import ClientRegistry
 
 DEFAULT_PORT = 8001
 
@@ -56,7 +60,8 @@ OpaqueString) and refused if it holds control or other disallowed characters.
 """
 
 _DESCRIPTION = """\
-Validate usernames and passwords over HTTP, and manage the users.
+Validate usernames and passwords over HTTP, and manage the users and the
+clients allowed to ask (`clients add user-service`).
 
 Configured by AUTH_SERVICE_* environment variables, among them
 AUTH_SERVICE_DATABASE_URL (default sqlite:///var/auth-service.db; or
@@ -135,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = user_commands.add_parser("list", help="print the usernames, one a line")
     with_help(listing).set_defaults(command=_list_users)
+
+    add_clients_command(commands, caller="user-service").set_defaults(command=_clients)
     return parser
 
 
@@ -143,13 +150,26 @@ def _serve(arguments: argparse.Namespace) -> int:
     # Open the database once before serving: a clear message and status if it
     # cannot be, and the schema migrated once rather than by every worker.
     asyncio.run(_open_and_close(settings))
-    serve("auth_service.factory:create_app", arguments)
+    serve("auth_service.factory:create_app", arguments, env_prefix="AUTH_SERVICE_")
     return EXIT_OK
 
 
 async def _open_and_close(settings: Settings) -> None:
     async with store_from_settings(settings):
         pass
+
+
+def _clients(arguments: argparse.Namespace) -> int:
+    settings = _settings()
+
+    @asynccontextmanager
+    async def registry() -> AsyncIterator[ClientRegistry]:
+        async with store_from_settings(settings) as store:
+            yield store.clients
+
+    return run_clients_command(
+        arguments, registry=registry, unavailable=StoreUnavailableError, complain=_complain
+    )
 
 
 def _add_user(arguments: argparse.Namespace) -> int:

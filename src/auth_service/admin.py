@@ -148,10 +148,12 @@ class UserAdmin:
         return self._run(self._store.usernames())
 
     def record_failed_attempt(self, username: str) -> None:
-        """Count a failed attempt on an account, as a wrong password would.
+        """Count a failed attempt on a username, as a wrong password would.
 
         After ``settings.lockout_threshold`` calls within the lockout window,
-        the account is locked: the service answers ``429`` for it.
+        the name is locked: the service answers ``429`` for it. The name need
+        not be a user's: an unknown name is counted under its keyed digest,
+        as a wrong password for it would be.
 
         Raises:
             InvalidUsernameError: If the username is refused.

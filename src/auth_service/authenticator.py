@@ -55,17 +55,18 @@ class Authenticator:
     1. Take a place in the hash pool, or answer ``OVERLOADED`` at once when
        the pool could not finish the check by the caller's deadline; an
        overloaded request counts no failure against the account.
-    2. Look the account up: a locked account is answered ``LOCKED`` without
-       hashing.
+    2. Look the username up: a locked name, a user's or not, is answered
+       ``LOCKED`` without hashing.
     3. Check the password in the pool. Unknown users, and passwords that
        cannot be normalised, are checked against a dummy hash of the same
        cost. A check dropped from the queue before it started, because the
        caller went away or its deadline passed, is ``ABANDONED``: nothing was
        learned, so nothing is counted.
-    4. On failure, count it (an unknown name costs the same write, to a
-       shared row), so that every ``INVALID`` costs the same work. On
-       success, clear the account's failures if there are any, and store an
-       upgraded hash if the parameters changed.
+    4. On failure, count it, on the user's row or on the row of the unknown
+       name's digest, so that every ``INVALID`` costs the same work and an
+       unknown name locks as a user does. On success, clear the account's
+       failures if there are any, and store an upgraded hash if the
+       parameters changed.
     """
 
     def __init__(

@@ -6,7 +6,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from auth_service import routes
 from auth_service.authenticator import Authenticator, Outcome
@@ -17,13 +17,17 @@ from auth_service.models import MAX_BODY_BYTES
 from auth_service.passwords import PasswordHashing
 from auth_service.settings import Settings
 from auth_service.state import ServiceState
-from auth_service.store import store_from_settings
+from auth_service.store import StoreUnavailableError, store_from_settings
+from servicekit.client_tokens import RequireClientToken
 from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
+from servicekit.openapi import DOCS_ASSETS_URL, DOCS_URL, REDOC_URL, documentation_paths
 from servicekit.shedding import ShedWhenBusy
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from fastapi import FastAPI
 
     from auth_service.store import CredentialStore
 
@@ -76,11 +80,14 @@ def create_app(
             finally:
                 await asyncio.to_thread(pool.close)
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="auth-service",
+        description="Checks usernames and passwords for user-service.",
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_ASSETS_URL,
+        swagger_ui_parameters={"validatorUrl": None},
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
         telemetry=NATIVE_TELEMETRY_OFF,
     )
     app.state.service = state
@@ -92,6 +99,14 @@ def create_app(
         route=next(r for r in routes.router.routes if getattr(r, "path", "") == routes.VALIDATE),
         refusal=_shed_while_refused(pool, auth_metrics),
         answer=routes.overloaded,
+    )
+    app.add_middleware(
+        RequireClientToken,
+        registry=store.clients,
+        realm=routes.REALM,
+        open_paths=routes.OPEN_PATHS | documentation_paths(app),
+        cache_seconds=settings.client_token_cache_seconds,
+        unavailable=StoreUnavailableError,
     )
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES)
     return app

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from auth_service.passwords import MAX_PASSWORD_LENGTH
-from usernames import InvalidUsernameError, canonical_username
+from servicekit.openapi import USERNAME_DESCRIPTION, USERNAME_FORMAT
+from usernames import MAX_USERNAME_LENGTH, InvalidUsernameError, canonical_username
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest request body: room for 1,024 astral characters escaped as JSON, and a username."""
@@ -31,8 +32,28 @@ class Credentials(BaseModel):
             normalised (OpaqueString) when checked.
     """
 
-    username: Annotated[str, AfterValidator(_canonical)]
-    password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH, repr=False)]
+    username: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_USERNAME_LENGTH,
+            description=USERNAME_DESCRIPTION,
+            examples=["alice"],
+            json_schema_extra={"format": USERNAME_FORMAT},
+        ),
+        AfterValidator(_canonical),
+    ]
+    password: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_PASSWORD_LENGTH,
+            repr=False,
+            description=f"1 to {MAX_PASSWORD_LENGTH:,} characters, never cut; one that cannot "
+            "be normalised (OpaqueString) is checked as wrong.",
+            examples=["correct-horse-battery-staple"],
+        ),
+    ]
 
 
 class ValidationAnswer(BaseModel):
@@ -45,12 +66,17 @@ class ValidationAnswer(BaseModel):
         subject: The canonical username.
     """
 
-    valid: bool
-    subject: str
+    valid: bool = Field(description="Whether the password is the user's.")
+    subject: str = Field(description="The canonical username.")
 
 
 class ErrorCode(StrEnum):
-    """What an error answer of auth-service means, for a program to read."""
+    """What an error answer of auth-service means, for a program to read.
+
+    ``invalid_token``, ``body_too_large`` and ``shutting_down`` (and the
+    ``store_unavailable`` of a client token that cannot be checked) come from
+    :mod:`servicekit`'s middleware, in front of the routes.
+    """
 
     INVALID_REQUEST = "invalid_request"
     BODY_TOO_LARGE = "body_too_large"
@@ -59,6 +85,8 @@ class ErrorCode(StrEnum):
     LOCKED_OUT = "locked_out"
     OVERLOADED = "overloaded"
     STORE_UNAVAILABLE = "store_unavailable"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 (a code, not a secret)
+    SHUTTING_DOWN = "shutting_down"
 
 
 class Problem(BaseModel):
@@ -70,8 +98,44 @@ class Problem(BaseModel):
             or ``overloaded`` (a ``503`` that ``Retry-After`` will cure).
     """
 
-    detail: str
-    code: ErrorCode
+    detail: str = Field(description="For a person to read; its wording may change.")
+    code: ErrorCode = Field(description="For a program to read.")
+
+
+class TokenRefused(Problem):
+    """``401``: no client token, or one that no registered client holds."""
+
+    code: Literal[ErrorCode.INVALID_TOKEN]
+
+
+class BodyTooLarge(Problem):
+    """``413``: the body is larger than the service reads; refused before it is read."""
+
+    code: Literal[ErrorCode.BODY_TOO_LARGE]
+
+
+class LockedOut(Problem):
+    """``429``, with ``Retry-After``: too many failed attempts for this username."""
+
+    code: Literal[ErrorCode.LOCKED_OUT]
+
+
+class CheckUnavailable(Problem):
+    """``503``: the check was not made; a retry may succeed.
+
+    ``overloaded`` (with ``Retry-After``): no check can be had in time now.
+    ``store_unavailable``: the credential database (or the client tokens in
+    it, then with ``Retry-After``) cannot be used. ``shutting_down`` (with
+    ``Retry-After``): the service stopped while the request was under way.
+    """
+
+    code: Literal[ErrorCode.OVERLOADED, ErrorCode.STORE_UNAVAILABLE, ErrorCode.SHUTTING_DOWN]
+
+
+class ShuttingDown(Problem):
+    """``503``, with ``Retry-After``: the service stopped while the request was under way."""
+
+    code: Literal[ErrorCode.SHUTTING_DOWN]
 
 
 class FieldProblem(BaseModel):
@@ -101,10 +165,20 @@ class InvalidRequestProblem(BaseModel):
 
 
 class Health(BaseModel):
-    """The answer of ``/livez`` and ``/readyz``.
+    """The ``200`` answer of ``/livez`` and ``/readyz``.
 
     Attributes:
-        status: ``ok``, or ``unavailable`` when not ready.
+        status: ``ok``.
     """
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok"]
+
+
+class NotReady(BaseModel):
+    """The ``503`` answer of ``/readyz`` while the database cannot be used.
+
+    Attributes:
+        status: ``unavailable``.
+    """
+
+    status: Literal["unavailable"]

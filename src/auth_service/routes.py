@@ -21,7 +21,7 @@ import asyncio
 import logging
 from http import HTTPStatus
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,17 +29,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from auth_service.authenticator import MIN_RETRY_AFTER_SECONDS, Outcome
 from auth_service.metrics import UNAVAILABLE
 from auth_service.models import (
+    BodyTooLarge,
+    CheckUnavailable,
     Credentials,
     ErrorCode,
     Health,
     InvalidRequestProblem,
-    Problem,
+    LockedOut,
+    NotReady,
+    ShuttingDown,
+    TokenRefused,
     ValidationAnswer,
 )
 from auth_service.state import ServiceState, service_state_of
 from auth_service.store import StoreUnavailableError
 from servicekit.deadlines import deadline
 from servicekit.disconnects import watching_for_disconnect
+from servicekit.openapi import (
+    RETRY_AFTER,
+    WWW_AUTHENTICATE,
+    answer,
+    client_token,
+    request_headers,
+    retry_after_header,
+    unreadable_body_problem,
+    www_authenticate_header,
+)
 from servicekit.retry_after import retry_after_value
 
 ANSWER_MARGIN_SECONDS = 0.05
@@ -47,6 +62,12 @@ ANSWER_MARGIN_SECONDS = 0.05
 
 VALIDATE = "/auth/validate"
 """The path of the credential check."""
+
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+"""The paths answered without a client token: the probes and the metrics (no usernames)."""
+
+REALM = "auth-service"
+"""The realm of the client token's ``WWW-Authenticate`` challenge."""
 
 _logger = logging.getLogger("auth_service.validations")
 
@@ -80,14 +101,54 @@ def work_deadline() -> float | None:
     return None if caller is None else caller - ANSWER_MARGIN_SECONDS
 
 
+_SHUTTING_DOWN = answer(
+    "The service is stopping (`shutting_down`).",
+    ShuttingDown,
+    headers={RETRY_AFTER: retry_after_header()},
+)
+
+
 @router.post(
     VALIDATE,
     response_model=ValidationAnswer,
+    operation_id="validate",
+    summary="Check a username and password",
+    description=(
+        "Checks the password against the user's argon2id hash. An unknown user and a wrong "
+        "password get the same answer, `200` with `valid: false`. A check that cannot be "
+        "made by the caller's deadline (`X-Time-Budget-Ms`) is refused at once, before the "
+        "body is read. The answers that share a status are told apart by `code`."
+    ),
+    dependencies=[Security(client_token)],
+    openapi_extra=request_headers(budget=True),
     responses={
-        HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": Problem},
-        HTTPStatus.UNPROCESSABLE_ENTITY: {"model": InvalidRequestProblem},
-        HTTPStatus.TOO_MANY_REQUESTS: {"model": Problem},
-        HTTPStatus.SERVICE_UNAVAILABLE: {"model": Problem},
+        HTTPStatus.OK: answer("The verdict, and the canonical username it is about."),
+        HTTPStatus.UNAUTHORIZED: answer(
+            "No client token, or one that no registered client holds (`invalid_token`).",
+            TokenRefused,
+            headers={WWW_AUTHENTICATE: www_authenticate_header(REALM)},
+        ),
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE: answer(
+            "The body is over 16 KiB (`body_too_large`); refused before it is read.",
+            BodyTooLarge,
+        ),
+        HTTPStatus.UNPROCESSABLE_ENTITY: answer(
+            "A missing, mistyped or refused field (an invalid username, say), or a body "
+            "that is not JSON (`invalid_request`, each refused part in `detail`).",
+            InvalidRequestProblem,
+        ),
+        HTTPStatus.TOO_MANY_REQUESTS: answer(
+            "Too many failed attempts for this username (`locked_out`); no check was made.",
+            LockedOut,
+            headers={RETRY_AFTER: retry_after_header()},
+        ),
+        HTTPStatus.SERVICE_UNAVAILABLE: answer(
+            "The check was not made: none can be had in time now (`overloaded`, with "
+            "`Retry-After`), the credential database cannot be used (`store_unavailable`), "
+            "or the service is stopping (`shutting_down`, with `Retry-After`).",
+            CheckUnavailable,
+            headers={RETRY_AFTER: retry_after_header(required=False)},
+        ),
     },
 )
 async def validate(credentials: Credentials, request: Request) -> Response:
@@ -146,7 +207,17 @@ def _record(state: ServiceState, username: str, outcome: str, level: int, **deta
     )
 
 
-@router.get("/livez")
+@router.get(
+    "/livez",
+    operation_id="livez",
+    summary="Liveness",
+    description="Answers while the process is up; open without a client token.",
+    openapi_extra=request_headers(budget=False),
+    responses={
+        HTTPStatus.OK: answer("The process is up."),
+        HTTPStatus.SERVICE_UNAVAILABLE: _SHUTTING_DOWN,
+    },
+)
 async def livez() -> Health:
     """Answer that the process is alive.
 
@@ -159,7 +230,20 @@ async def livez() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": Health}},
+    operation_id="readyz",
+    summary="Readiness",
+    description="Answers `200` while the credential database can be used, else `503`; open "
+    "without a client token.",
+    openapi_extra=request_headers(budget=False),
+    responses={
+        HTTPStatus.OK: answer("The credential database can be used."),
+        HTTPStatus.SERVICE_UNAVAILABLE: answer(
+            'The credential database cannot be used (`{"status": "unavailable"}`), or the '
+            "service is stopping (`shutting_down`, with `Retry-After`).",
+            NotReady | ShuttingDown,
+            headers={RETRY_AFTER: retry_after_header(required=False)},
+        ),
+    },
 )
 async def readyz(request: Request) -> Response:
     """Answer whether the database can be used.
@@ -224,6 +308,12 @@ async def error_answer(_: Request, error: Exception) -> JSONResponse:
             ]
             return JSONResponse(
                 {"detail": detail, "code": ErrorCode.INVALID_REQUEST},
+                status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
+            )
+        case StarletteHTTPException(status_code=HTTPStatus.BAD_REQUEST):
+            # FastAPI's answer to a body it could not read as JSON: 422, as documented.
+            return JSONResponse(
+                {"detail": [unreadable_body_problem()], "code": ErrorCode.INVALID_REQUEST},
                 status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
             )
         case StarletteHTTPException(status_code=status_code, detail=detail, headers=headers):

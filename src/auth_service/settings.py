@@ -51,6 +51,13 @@ class Settings(DatabaseSettings):
             after which further attempts are refused with ``429``.
         lockout_window_seconds: The window, counted from the first failure in
             it; the account is refused until the window has passed.
+        max_tracked_unknown_names: The most unknown usernames whose failures
+            are counted at once (each as a keyed digest, never the name); see
+            :mod:`auth_service.lockout` for what happens at the cap.
+        client_token_cache_seconds: How long the answer to "which client holds
+            this token" is used again before the database is asked anew; a
+            removed token is refused at the latest this long after ``clients
+            remove`` (0: ask every time).
     """
 
     model_config = SettingsConfigDict(
@@ -67,3 +74,5 @@ class Settings(DatabaseSettings):
     hash_niceness: int = Field(default=0, ge=0, le=19)
     lockout_threshold: int = Field(default=10, ge=1)
     lockout_window_seconds: float = Field(default=900.0, gt=0)
+    max_tracked_unknown_names: int = Field(default=100_000, ge=1)
+    client_token_cache_seconds: float = Field(default=5.0, ge=0)

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         factory="frontend_web.factory:create_app",
         default_port=DEFAULT_PORT,
+        env_prefix="FRONTEND_WEB_",
     )
 
 

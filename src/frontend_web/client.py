@@ -1,4 +1,10 @@
-"""The HTTP client frontend-web uses to talk to user-service."""
+"""The HTTP client frontend-web uses to talk to user-service.
+
+Each call carries frontend-web's client token in ``Authorization: Bearer``.
+user-service answers 401 in two ways, told apart by ``WWW-Authenticate``: with
+it, user-service refused the token (:class:`ClientTokenRejectedError`);
+without it, the person's credentials (:class:`InvalidCredentialsError`).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,11 @@ from servicekit.lifecycle import Openable
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
 from servicekit.retry_after import parse_retry_after
+from servicekit.upstream import bearer_authorization
 
 if TYPE_CHECKING:
+    import ssl
+
     from servicekit.metrics import Metrics
 
 UPSTREAM = "user-service"
@@ -117,7 +126,7 @@ class UserServiceError(Exception):
 
 
 class InvalidCredentialsError(UserServiceError):
-    """user-service rejected the username and password (HTTP 401)."""
+    """user-service rejected the username and password (HTTP 401 without ``WWW-Authenticate``)."""
 
 
 class UsernameTakenError(UserServiceError):
@@ -169,6 +178,18 @@ class TooManyAttemptsError(UserServiceError):
 
 class UserServiceUnavailableError(UserServiceError):
     """user-service, or auth-service behind it, could not be reached, timed out, or answered 503."""
+
+
+class UserServiceCertificateError(UserServiceUnavailableError):
+    """user-service's TLS certificate could not be verified against the CA frontend-web trusts."""
+
+
+class ClientTokenRejectedError(UserServiceUnavailableError):
+    """user-service refused frontend-web's client token (HTTP 401 with ``WWW-Authenticate``).
+
+    The token is missing, unknown or revoked: no sign-up can work until an
+    operator sets the right one. The person's credentials were never checked.
+    """
 
 
 class SignUpBusyError(UserServiceUnavailableError):
@@ -229,27 +250,38 @@ class FrontendClient(Openable):
     client's own timeout, or less when the request being served has a nearer
     deadline. At most ``max_in_flight`` calls are in flight at once; one more is
     refused at once with :class:`SignUpBusyError` rather than queued.
+
+    The client token, when given, is sent on every call; it appears in no
+    ``repr`` and no error.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the connection's settings, by keyword
         self,
         base_url: str,
         *,
+        token: str | None = None,
         timeout: float = 5.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        ssl_context: ssl.SSLContext | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """Configure the client; no connection is made until it is opened.
 
         Args:
-            base_url: user-service's base URL, such as ``http://127.0.0.1:8000``.
+            base_url: user-service's base URL, such as ``https://users.internal:8000``.
+            token: The client token user-service issued for frontend-web; none is
+                sent when omitted (user-service then answers 401).
             timeout: The most seconds a whole request may take.
             max_in_flight: The most calls in flight at once; the connection pool
                 holds as many connections.
+            ssl_context: What user-service's certificate is verified against, for
+                ``https://`` (:func:`servicekit.upstream.client_ssl_context`); the
+                system's trust store when omitted.
             metrics: Where to count calls to user-service and their duration.
 
         Raises:
-            ValueError: If ``timeout`` is not positive or ``max_in_flight`` is below 1.
+            ValueError: If ``timeout`` is not positive, ``max_in_flight`` is below 1,
+                or ``token`` has characters a bearer token cannot have.
         """
         if timeout <= 0:
             msg = f"timeout must be positive, not {timeout}"
@@ -262,6 +294,8 @@ class FrontendClient(Openable):
         self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._metrics = metrics
+        self._ssl_context = ssl_context
+        self._headers = {} if token is None else {"Authorization": bearer_authorization(token)}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -290,10 +324,14 @@ class FrontendClient(Openable):
             raise RuntimeError(msg)
         # As many connections as calls in flight, so that no admitted call waits for one.
         connector = aiohttp.TCPConnector(
-            limit=self._max_in_flight, keepalive_timeout=KEEPALIVE_SECONDS
+            limit=self._max_in_flight,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ssl=True if self._ssl_context is None else self._ssl_context,
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout)
+            connector=connector,
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
         )
 
     async def close(self) -> None:
@@ -322,7 +360,9 @@ class FrontendClient(Openable):
 
         Raises:
             RuntimeError: If the client is not open.
-            InvalidCredentialsError: If user-service answers 401.
+            ClientTokenRejectedError: If user-service answers 401 with ``WWW-Authenticate``:
+                it refused this client's token.
+            InvalidCredentialsError: If user-service answers 401 without it.
             RequestInProgressError: If user-service answers 409 with ``code``
                 ``"idempotency_key_in_progress"``: a request with the same
                 ``idempotency_key`` is still running.
@@ -396,6 +436,12 @@ class FrontendClient(Openable):
         except TimeoutError as exc:
             detail = f"user-service at {self._base_url} did not answer within {limit:.3g} s"
             raise UserServiceUnavailableError(detail) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            detail = (
+                f"the TLS certificate of user-service at {self._base_url} could not be "
+                f"verified: {exc.certificate_error}"
+            )
+            raise UserServiceCertificateError(detail) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             detail = f"connection to user-service at {self._base_url} failed: {exc}"
             raise UserServiceUnavailableError(detail) from exc
@@ -411,6 +457,12 @@ class FrontendClient(Openable):
         detail = _error_detail(payload, response.reason or f"HTTP {status}")
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         code = _error_code(payload)
+        if status == HTTPStatus.UNAUTHORIZED and "WWW-Authenticate" in response.headers:
+            detail = (
+                f"user-service at {self._base_url} refused this client's token: "
+                "it is missing, unknown or revoked"
+            )
+            raise ClientTokenRejectedError(detail, status=status, code=code)
         if status == HTTPStatus.UNPROCESSABLE_ENTITY:
             raise InvalidRequestError(
                 detail,

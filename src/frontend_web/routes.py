@@ -1,8 +1,10 @@
 """The pages of frontend-web: the sign-up form, its submission, and the error pages.
 
 - ``GET /``: an empty sign-up form, with a fresh idempotency key and CSRF token.
-- ``POST /signup``: checks where the form comes from and its CSRF token, then
-  asks user-service (:func:`frontend_web.signup.submit`) and shows the outcome.
+- ``POST /signup``: checks where the form comes from, counts the attempt
+  against the rate limit of its client address (:mod:`frontend_web.rate_limit`),
+  checks its CSRF token, then asks user-service (:func:`frontend_web.signup.submit`)
+  and shows the outcome.
 - ``GET /signup``: back to the form. ``GET /livez``: the process is up.
   ``GET /metrics``: Prometheus metrics.
 """
@@ -18,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from frontend_web import pages
+from frontend_web import pages, rate_limit
 from frontend_web.csrf import TOKEN_FIELD, Verdict, cookie_name, is_cross_origin
 from frontend_web.security import SECURITY_HEADERS
 from frontend_web.signup import (
@@ -71,7 +73,8 @@ async def sign_up(request: Request) -> Response:
 
     Returns:
         The created account, or the form again with what went wrong; a 403
-        page, without reading the body, when another site's page sent it.
+        page, without reading the body, when another site's page sent it; a
+        429 form, without calling user-service, past the rate limit.
     """
     state = service_state_of(request.app)
     if is_cross_origin(
@@ -80,12 +83,15 @@ async def sign_up(request: Request) -> Response:
         own_origin=_own_origin(state, request),
     ):
         return _cross_origin_page(request)
+    refusal = await rate_limit.refusal_of(request)
     try:
         async with request.form(max_files=0, max_fields=_MAX_FORM_FIELDS) as fields:
             submission = Submission.from_form(fields, csrf_field=TOKEN_FIELD)
     except ClientDisconnect:
         # The client has gone (or the body limit cut it off): nobody reads an answer.
         return Response(status_code=HTTPStatus.BAD_REQUEST)
+    if refusal is not None:
+        return _rate_limited_page(state, request, submission, refusal)
     if (verdict := _verdict(state, request, submission)) is not Verdict.VALID:
         _logger.warning(
             "sign-up refused: %s",
@@ -134,8 +140,8 @@ async def metrics(request: Request) -> Response:
 
 
 def _is_https(state: ServiceState, request: Request) -> bool:
-    # The scheme uvicorn saw: https behind a proxy in FORWARDED_ALLOW_IPS that
-    # sent X-Forwarded-Proto: https.
+    # The scheme of the request: https over TLS, or behind a proxy in
+    # FRONTEND_WEB_TRUSTED_PROXIES that sent X-Forwarded-Proto: https.
     return state.public_https or request.scope["scheme"] == "https"
 
 
@@ -171,6 +177,23 @@ def _cross_origin_page(request: Request) -> HTMLResponse:
         headers=pages.NO_STORE,
         title=CROSS_ORIGIN_TITLE,
         message=CROSS_ORIGIN_MESSAGE,
+    )
+
+
+def _rate_limited_page(
+    state: ServiceState, request: Request, submission: Submission, refusal: rate_limit.Refusal
+) -> HTMLResponse:
+    # Shown again as the busy page shows it when it is this browser's own form:
+    # the username and the key, which may be that of an account on its way.
+    own = _verdict(state, request, submission) is Verdict.VALID
+    return _form_page(
+        state,
+        request,
+        status=HTTPStatus.TOO_MANY_REQUESTS,
+        username=submission.username if own else "",
+        problems=(Problem(rate_limit.rate_limited(refusal.retry_after)),),
+        idempotency_key=submission.idempotency_key if own else None,
+        headers={"Retry-After": str(refusal.retry_after)},
     )
 
 

@@ -12,15 +12,19 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from frontend_web.client import (
+    ClientTokenRejectedError,
     InvalidCredentialsError,
     InvalidRequestError,
     RequestInProgressError,
     SignUpBusyError,
     TooManyAttemptsError,
     UsernameTakenError,
+    UserServiceCertificateError,
     UserServiceError,
     UserServiceUnavailableError,
 )
+from frontend_web.settings import USER_SERVICE
+from servicekit.upstream import REJECTED_TOKEN_RETRY_AFTER
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -216,6 +220,19 @@ def outcome_of(error: UserServiceError) -> Outcome:  # noqa: PLR0911 - one answe
             problems=(Problem(too_many_attempts(error.retry_after)),),
             retry_after=error.retry_after,
         )
+    if isinstance(error, ClientTokenRejectedError):
+        _logger.error(
+            "sign-up unavailable: user-service refused frontend-web's client token; set the "
+            "token it issued for frontend-web in %s: %s",
+            USER_SERVICE.token_settings,
+            error,
+        )
+        return Outcome(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            problems=(Problem(UNAVAILABLE),),
+            keep_key=True,
+            retry_after=REJECTED_TOKEN_RETRY_AFTER,
+        )
     if isinstance(error, SignUpBusyError):
         _logger.warning(
             "sign-up busy: %s",
@@ -230,7 +247,17 @@ def outcome_of(error: UserServiceError) -> Outcome:  # noqa: PLR0911 - one answe
             retry_after=retry_after,
         )
     if isinstance(error, UserServiceUnavailableError) or error.status in _UNAVAILABLE_STATUSES:
-        _logger.warning("sign-up unavailable: %s", error, extra={"upstream_status": error.status})
+        if isinstance(error, UserServiceCertificateError):
+            _logger.error(
+                "sign-up unavailable: check that %s names the CA that signed user-service's"
+                " certificate: %s",
+                USER_SERVICE.ca_file_setting,
+                error,
+            )
+        else:
+            _logger.warning(
+                "sign-up unavailable: %s", error, extra={"upstream_status": error.status}
+            )
         return Outcome(
             HTTPStatus.SERVICE_UNAVAILABLE,
             problems=(Problem(UNAVAILABLE),),

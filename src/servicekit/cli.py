@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import logging.config
 import os
 import tempfile
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from uvicorn.importer import import_from_string
 from uvicorn.supervisors import Multiprocess
 
 from servicekit.logs import logging_config
+from servicekit.tls import TlsSettingsError, server_certificate
+from servicekit.upstream import MissingClientTokenError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -142,6 +145,14 @@ def shared_metrics(workers: int) -> Iterator[None]:
             os.environ.pop(MULTIPROCESS_DIRECTORY, None)
 
 
+def settings_problems(error: ValidationError) -> str:
+    """Describe what is wrong with settings, without their values (which may be secrets)."""
+    return "; ".join(
+        f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}"
+        for problem in error.errors(include_input=False, include_url=False)
+    )
+
+
 def build_app(factory: str) -> Any:  # noqa: ANN401 - whatever app the factory builds
     """Import ``factory`` and call it; exit with uvicorn's start-up failure code if either fails.
 
@@ -163,11 +174,10 @@ def build_app(factory: str) -> Any:  # noqa: ANN401 - whatever app the factory b
     try:
         return import_from_string(factory)()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}"
-            for problem in error.errors(include_input=False, include_url=False)
-        )
+        problems = settings_problems(error)
         _logger.error("the app factory %s refused its settings: %s", factory, problems)  # noqa: TRY400
+    except MissingClientTokenError as error:
+        _logger.error("the app factory %s cannot start: %s", factory, error)  # noqa: TRY400
     except Exception:
         _logger.exception("the app factory %s failed", factory)
     raise SystemExit(STARTUP_FAILURE)
@@ -193,16 +203,29 @@ def supervise(config: uvicorn.Config) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
-def serve(factory: str, arguments: argparse.Namespace) -> None:
+def serve(factory: str, arguments: argparse.Namespace, *, env_prefix: str) -> None:
     """Serve the app that ``factory`` builds, with uvicorn on uvloop and httptools.
 
     Several workers are started and watched by uvicorn's supervisor (see
     :func:`supervise`) and share their metrics (see :func:`shared_metrics`).
+    With ``<env_prefix>TLS_CERT_FILE`` and ``<env_prefix>TLS_KEY_FILE`` set, it
+    serves HTTPS (see :func:`servicekit.tls.server_certificate`).
 
     Args:
         factory: The import path of the app factory, ``"package.module:create_app"``.
         arguments: The parsed ``serve`` arguments.
+        env_prefix: The service's prefix of settings, e.g. ``"USER_SERVICE_"``.
+
+    Raises:
+        SystemExit: With code 3 if the TLS settings cannot be served with.
     """
+    log_config = logging_config(arguments.log_level)
+    try:
+        certificate = server_certificate(env_prefix)
+    except TlsSettingsError as error:
+        logging.config.dictConfig(log_config)
+        _logger.error("cannot serve HTTPS: %s", error)  # noqa: TRY400 - the message says it all
+        raise SystemExit(STARTUP_FAILURE) from None
     app = functools.partial(build_app, factory)
     options: dict[str, Any] = {
         "factory": True,
@@ -210,10 +233,12 @@ def serve(factory: str, arguments: argparse.Namespace) -> None:
         "port": arguments.port,
         "loop": "uvloop",
         "http": "httptools",
-        "log_config": logging_config(arguments.log_level),
+        "log_config": log_config,
         "access_log": False,
         "server_header": False,
+        "proxy_headers": False,  # X-Forwarded-*: only the app's own trusted proxies'
         "timeout_graceful_shutdown": arguments.graceful_timeout,
+        **(certificate.uvicorn_options() if certificate else {}),
     }
     with shared_metrics(arguments.workers):
         if arguments.workers == 1:
@@ -222,13 +247,14 @@ def serve(factory: str, arguments: argparse.Namespace) -> None:
             supervise(uvicorn.Config(app, workers=arguments.workers, **options))
 
 
-def serve_command_line(
+def serve_command_line(  # noqa: PLR0913 - the service's names and defaults, by keyword
     argv: list[str] | None,
     *,
     prog: str,
     description: str | None,
     factory: str,
     default_port: int,
+    env_prefix: str,
 ) -> int:
     """Run the command line of a service whose only command is ``serve``.
 
@@ -238,6 +264,7 @@ def serve_command_line(
         description: What ``--help`` says of it.
         factory: The import path of the app factory.
         default_port: The service's usual port.
+        env_prefix: The service's prefix of settings, e.g. ``"USER_SERVICE_"``.
 
     Returns:
         The exit code.
@@ -245,5 +272,5 @@ def serve_command_line(
     parser = argparse.ArgumentParser(prog=prog, description=description)
     commands = parser.add_subparsers(dest="command", required=True)
     add_serve_command(commands, default_port=default_port)
-    serve(factory, parser.parse_args(argv))
+    serve(factory, parser.parse_args(argv), env_prefix=env_prefix)
     return 0

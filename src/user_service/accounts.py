@@ -7,13 +7,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from servicekit.client_tokens import InMemoryClientRegistry
+
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from servicekit.client_tokens import ClientRegistry
 
 
 def utc_now() -> datetime:
     """Return the current time, in UTC."""
     return datetime.now(UTC)
+
+
+CLIENT_TOKENS_TABLE = "user_client_tokens"
+"""The table of the clients' token digests, in either database (named apart from
+auth-service's, should the two share a PostgreSQL schema)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +131,14 @@ class AccountStore(Protocol):
     - No call blocks the event loop.
     - Any failure of the database, and any call while the store is closed or
       closing, raises :class:`AccountStoreUnavailableError`.
+    - It keeps the clients allowed to call user-service in :attr:`clients`,
+      which :meth:`reset` leaves alone.
     """
+
+    @property
+    def clients(self) -> ClientRegistry:
+        """The clients allowed to call user-service (frontend-web), with their tokens' digests."""
+        ...
 
     async def open(self) -> None:
         """Connect, and create or migrate the schema."""
@@ -194,6 +210,8 @@ class InMemoryAccountStore:
         self._accounts: dict[int, UserAccount] = {}
         self._by_username: dict[str, UserAccount] = {}
         self._keys: dict[str, _Key] = {}
+        self.clients = InMemoryClientRegistry()
+        """The clients allowed to call user-service, also in memory."""
 
     async def open(self) -> None:
         """Nothing to open."""

@@ -2,10 +2,12 @@
 
 :class:`AuthClient` asks auth-service's ``POST /auth/validate`` over one
 aiohttp ``ClientSession``, with keep-alive connections dropped before
-auth-service's own keep-alive timeout. Each call carries the time it may
-still take in ``X-Time-Budget-Ms``; a call that cannot be had in time, or
-one more than the calls allowed in flight, is refused at once with
-:class:`AuthServiceOverloadedError`, without calling.
+auth-service's own keep-alive timeout. Each call carries the client token
+in ``Authorization: Bearer``, and the time it may still take in
+``X-Time-Budget-Ms``; a call that cannot be had in time, or one more than
+the calls allowed in flight, is refused at once with
+:class:`AuthServiceOverloadedError`, without calling. A ``401`` (the token
+missing, unknown or revoked) is :class:`AuthClientRejectedError`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from servicekit.lifecycle import Openable
 from servicekit.logs import request_id
 from servicekit.middleware import REQUEST_ID_HEADER
 from servicekit.retry_after import parse_retry_after
+from servicekit.upstream import bearer_authorization
 
 if TYPE_CHECKING:
     import ssl
@@ -67,12 +70,24 @@ class AuthServiceUnavailableError(AuthServiceError):
     """auth-service could not be reached: the request was never sent."""
 
 
+class AuthServiceCertificateError(AuthServiceUnavailableError):
+    """auth-service's TLS certificate could not be verified against the CA user-service trusts."""
+
+
 class AuthServiceTimeoutError(AuthServiceError):
     """auth-service did not answer in time."""
 
 
 class AuthServiceBadResponseError(AuthServiceError):
     """auth-service answered, but not with a verdict."""
+
+
+class AuthClientRejectedError(AuthServiceError):
+    """auth-service refused user-service's client token (HTTP 401): missing, unknown or revoked.
+
+    No credential check can succeed until an operator sets the right token;
+    the message never holds the token.
+    """
 
 
 class AuthServiceRateLimitedError(AuthServiceError):
@@ -166,13 +181,18 @@ class AuthClient(Openable):
     closed it while idle, so it never read the request). A fresh connection
     closed that way is not retried: the request may have been processed. An
     answer is never retried: a ``503`` (auth-service overloaded) becomes
-    :class:`AuthServiceOverloadedError` with its ``Retry-After``.
+    :class:`AuthServiceOverloadedError` with its ``Retry-After``, a ``401``
+    :class:`AuthClientRejectedError`.
+
+    The client token, when given, is sent on every call in
+    ``Authorization: Bearer``; it appears in no ``repr`` and no error.
     """
 
     def __init__(  # noqa: PLR0913
         self,
         base_url: str,
         *,
+        token: str | None = None,
         connect_timeout: float = 1.0,
         timeout: float = 3.0,
         retries: int = 2,
@@ -187,7 +207,9 @@ class AuthClient(Openable):
         """Prepare a client; nothing is opened until :meth:`open`.
 
         Args:
-            base_url: Base URL of auth-service, e.g. ``http://127.0.0.1:8001``.
+            base_url: Base URL of auth-service, e.g. ``https://auth.internal:8001``.
+            token: The client token auth-service issued for user-service; none is
+                sent when omitted (auth-service then answers 401).
             connect_timeout: Seconds allowed to connect (and, over TLS, to shake hands).
             timeout: Seconds allowed for a whole call.
             retries: Retries of a call whose request was never sent.
@@ -197,13 +219,15 @@ class AuthClient(Openable):
             max_in_flight: The most calls in flight at once; one more is refused.
             max_connections: The most connections open at once; ``max_in_flight`` when
                 omitted, so that no call waits for a connection.
-            ssl_context: Trust and client certificate for ``https://``; the system's
-                default trust when omitted.
+            ssl_context: What auth-service's certificate is verified against, for
+                ``https://`` (:func:`servicekit.upstream.client_ssl_context`); the
+                system's trust store when omitted.
             metrics: Where to count calls and their duration.
 
         Raises:
             ValueError: If ``base_url`` is not an ``http://`` or ``https://`` URL with a
-                host, or ``max_in_flight`` or ``max_connections`` is below 1.
+                host, ``token`` has characters a bearer token cannot have, or
+                ``max_in_flight`` or ``max_connections`` is below 1.
         """
         url = URL(base_url.strip())
         if url.scheme not in {"http", "https"} or not url.host:
@@ -222,6 +246,7 @@ class AuthClient(Openable):
         self._max_in_flight = max_in_flight
         self._max_connections = max_in_flight if max_connections is None else max_connections
         self._ssl_context = ssl_context
+        self._authorization = None if token is None else bearer_authorization(token)
         self._metrics = metrics
         self._in_flight = 0
         self._limit = float(max_in_flight)
@@ -239,9 +264,12 @@ class AuthClient(Openable):
             keepalive_timeout=self._keepalive,
             ssl=True if self._ssl_context is None else self._ssl_context,
         )
+        headers = {"User-Agent": "user-service", "Accept-Encoding": "identity"}
+        if self._authorization is not None:
+            headers["Authorization"] = self._authorization
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": "user-service", "Accept-Encoding": "identity"},
+            headers=headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             trace_configs=[tracing],
         )
@@ -273,6 +301,7 @@ class AuthClient(Openable):
             AuthServiceUnavailableError: If auth-service could not be reached.
             AuthServiceTimeoutError: If auth-service did not answer in time.
             AuthServiceRateLimitedError: If auth-service answered 429.
+            AuthClientRejectedError: If auth-service answered 401: it refused the client token.
             AuthServiceBadResponseError: If the answer was not a ``200`` with a boolean
                 ``valid``, or the connection closed without one.
         """
@@ -421,6 +450,9 @@ class AuthClient(Openable):
         except aiohttp.ConnectionTimeoutError as error:
             msg = "auth-service could not be reached in time"
             raise AuthServiceUnavailableError(msg) from error
+        except aiohttp.ClientConnectorCertificateError as error:
+            msg = f"auth-service's TLS certificate could not be verified: {error.certificate_error}"
+            raise AuthServiceCertificateError(msg) from error
         except aiohttp.ClientConnectorError as error:  # refused, unreachable, TLS refused
             msg = "auth-service could not be reached"
             raise AuthServiceUnavailableError(msg) from error
@@ -453,6 +485,9 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
 
 def _verdict(status: int, retry_after: str | None, body: bytes) -> bool:
     """Read auth-service's answer: its verdict, or the error it stands for."""
+    if status == 401:  # noqa: PLR2004
+        msg = "auth-service refused the client token (HTTP 401): it is missing, unknown or revoked"
+        raise AuthClientRejectedError(msg)
     if status == 429:  # noqa: PLR2004
         seconds = parse_retry_after(retry_after)
         raise AuthServiceRateLimitedError(RATE_LIMITED_RETRY_AFTER if seconds is None else seconds)

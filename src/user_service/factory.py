@@ -10,19 +10,25 @@ import math
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
+from servicekit.client_tokens import RequireClientToken
 from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
+from servicekit.openapi import DOCS_ASSETS_URL, DOCS_URL, REDOC_URL, documentation_paths
 from servicekit.shedding import ShedWhenBusy
+from servicekit.upstream import client_ssl_context, require_token
 from user_service import routes
+from user_service.accounts import AccountStoreUnavailableError
 from user_service.auth_client import AuthClient, AuthServiceOverloadedError
-from user_service.settings import Settings
+from user_service.settings import AUTH_SERVICE, Settings
 from user_service.state import ServiceState
 from user_service.store_factory import account_store_from_settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from fastapi import FastAPI
 
     from user_service.accounts import AccountStore
     from user_service.auth_client import CredentialsVerifier
@@ -43,12 +49,19 @@ def create_app(
     Args:
         settings: Configuration; read from the environment when omitted.
         auth_verifier: Checks credentials; an :class:`AuthClient` for
-            ``settings.auth_url`` when omitted.
+            ``settings.auth_url`` when omitted, which sends the client token of
+            ``settings.auth_client_token`` and verifies auth-service's certificate
+            against ``settings.auth_ca_file`` (the system's trust store when unset).
         account_store: Keeps accounts; the store ``settings.database_url``
             names when omitted.
 
     Returns:
         The app, with its collaborators in ``app.state.service``.
+
+    Raises:
+        MissingClientTokenError: If the production :class:`AuthClient` is to be
+            built and no client token is set; the message names
+            ``USER_SERVICE_AUTH_TOKEN_FILE`` and ``USER_SERVICE_AUTH_TOKEN``.
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -56,6 +69,10 @@ def create_app(
     if auth_verifier is None:
         auth_client = auth_verifier = AuthClient(
             settings.auth_url,
+            token=require_token(settings.auth_client_token, AUTH_SERVICE),
+            ssl_context=client_ssl_context(
+                settings.auth_ca_file, setting=AUTH_SERVICE.ca_file_setting
+            ),
             connect_timeout=settings.auth_connect_timeout,
             timeout=settings.auth_timeout,
             retries=settings.auth_retries,
@@ -77,7 +94,16 @@ def create_app(
                 await stack.enter_async_context(auth_client)
             yield
 
-    app = FastAPI(title="user-service", lifespan=lifespan, telemetry=NATIVE_TELEMETRY_OFF)
+    app = FastAPIOffline(
+        title="user-service",
+        description="Accounts, created once auth-service has checked the credentials.",
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_ASSETS_URL,
+        swagger_ui_parameters={"validatorUrl": None},
+        lifespan=lifespan,
+        telemetry=NATIVE_TELEMETRY_OFF,
+    )
     app.state.service = state
     app.include_router(routes.router)
     for error in routes.ANSWERED_ERRORS:
@@ -91,6 +117,14 @@ def create_app(
                 AuthServiceOverloadedError(math.ceil(seconds))
             ).response(),
         )
+    app.add_middleware(
+        RequireClientToken,
+        registry=account_store.clients,
+        realm=routes.REALM,
+        open_paths=routes.OPEN_PATHS | documentation_paths(app),
+        cache_seconds=settings.client_token_cache_seconds,
+        unavailable=AccountStoreUnavailableError,
+    )
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from servicekit.client_tokens import PostgresClientRegistry, postgres_migration
 from servicekit.database_url import DEFAULT_POSTGRES_MAX_CONNECTIONS, DEFAULT_TIMEOUT_SECONDS
 from servicekit.postgres import PostgresDatabase, PostgresSchema
 from servicekit.stores import DatabaseBacked
 from user_service.accounts import (
+    CLIENT_TOKENS_TABLE,
     AccountStoreUnavailableError,
     Claimed,
     ClaimOutcome,
@@ -51,6 +53,7 @@ _TABLES = PostgresSchema(
             "CREATE INDEX idempotency_keys_claimed_at ON idempotency_keys (claimed_at)",
         ),
         ("ALTER TABLE idempotency_keys ADD COLUMN token text",),
+        postgres_migration(CLIENT_TOKENS_TABLE),
     ),
 )
 SCHEMA_VERSION = _TABLES.version
@@ -138,6 +141,8 @@ class PostgresAccountStore(DatabaseBacked[PostgresDatabase]):
             max_connections=max_connections,
             schema=schema,
         )
+        self.clients = PostgresClientRegistry(self._database, table=CLIENT_TOKENS_TABLE)
+        """The clients allowed to call user-service (frontend-web)."""
         self._policy = policy or IdempotencyPolicy()
 
     async def create(

@@ -9,9 +9,11 @@ domain error for each way a sign-up creates no account; the routes
 - :class:`IdempotencyKeyInProgressError`: another request holds the key.
 - :class:`IdempotencyKeyMismatchError`: the key was used for another username.
 - :class:`ClientGoneError`: the client went away during the credential check.
-- :class:`~user_service.auth_client.AuthServiceError` and
-  :class:`~user_service.accounts.AccountStoreUnavailableError` pass through
-  from the collaborators.
+- :class:`~user_service.auth_client.AuthServiceError` (among them
+  :class:`~user_service.auth_client.AuthClientRejectedError`: auth-service
+  refused user-service's own client token, so the user's credentials were
+  never checked) and :class:`~user_service.accounts.AccountStoreUnavailableError`
+  pass through from the collaborators.
 """
 
 from __future__ import annotations

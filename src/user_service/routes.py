@@ -11,20 +11,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi import APIRouter, Header, HTTPException, Path, Request, Security, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.disconnects import watching_for_disconnect
 from servicekit.middleware import add_log_fields
+from servicekit.openapi import (
+    IDEMPOTENT_REPLAYED,
+    RETRY_AFTER,
+    WWW_AUTHENTICATE,
+    answer,
+    client_token,
+    idempotent_replayed_header,
+    request_headers,
+    retry_after_header,
+    unreadable_body_problem,
+    www_authenticate_header,
+)
+from servicekit.upstream import REJECTED_TOKEN_RETRY_AFTER
 from user_service.accounts import (
     AccountStoreBusyError,
     AccountStoreUnavailableError,
     IdempotencyClaimLostError,
 )
 from user_service.auth_client import (
+    AuthClientRejectedError,
+    AuthServiceCertificateError,
     AuthServiceError,
     AuthServiceOverloadedError,
     AuthServiceRateLimitedError,
@@ -33,11 +48,23 @@ from user_service.auth_client import (
 )
 from user_service.models import (
     AccountResponse,
+    AuthBadResponse,
+    AuthTimeout,
+    BodyTooLarge,
+    Conflict,
     CreateAccountRequest,
     CreateAccountResponse,
+    CredentialsOrTokenRefused,
     ErrorCode,
-    ErrorResponse,
+    Health,
+    IdempotencyKeyMismatch,
     InvalidRequestResponse,
+    NotFound,
+    ShuttingDown,
+    SignUpUnavailable,
+    StoreUnavailable,
+    TokenRefused,
+    TooManyAttempts,
 )
 from user_service.registration import (
     ClientGoneError,
@@ -48,10 +75,17 @@ from user_service.registration import (
     UsernameTakenError,
     register,
 )
+from user_service.settings import AUTH_SERVICE
 from user_service.state import service_state_of
 
 RETRY_AFTER_SECONDS = 5
 """Seconds advised in ``Retry-After`` when auth-service or the database cannot be reached."""
+
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+"""The paths answered without a client token: the probes and the metrics (no usernames)."""
+
+REALM = "user-service"
+"""The realm of the client token's ``WWW-Authenticate`` challenge."""
 
 CLIENT_CLOSED_REQUEST = 499
 """The status logged for a request whose client went away first (nobody receives it)."""
@@ -69,20 +103,84 @@ def _check_idempotency_key(key: str) -> str:
     return key
 
 
-def _error_responses(*codes: int, invalid: object = None) -> dict[int | str, dict[str, Any]]:
-    """Document the error answers of ``codes``, and of a malformed request as ``invalid``."""
-    responses: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in codes}
-    if invalid is not None:
-        responses[status.HTTP_422_UNPROCESSABLE_CONTENT] = {"model": invalid}
-    return responses
+_TOKEN_REFUSED = answer(
+    "No client token, or one that no registered client holds (`invalid_token`).",
+    TokenRefused,
+    headers={WWW_AUTHENTICATE: www_authenticate_header(REALM)},
+)
 
 
 @router.post(
     "/accounts",
     status_code=status.HTTP_201_CREATED,
-    responses=_error_responses(
-        401, 409, 413, 429, 502, 503, 504, invalid=InvalidRequestResponse | ErrorResponse
+    operation_id="create_account",
+    summary="Create an account",
+    description=(
+        "Creates an account once auth-service has said the credentials are valid; the "
+        "password is never stored. With an `Idempotency-Key`, the first completed answer "
+        "is kept with the account and replayed, with `Idempotent-Replayed: true`, to a retry "
+        "with the same key and username. The answers that share a status are told apart "
+        "by `code`."
     ),
+    dependencies=[Security(client_token)],
+    openapi_extra=request_headers(budget=True),
+    responses={
+        status.HTTP_201_CREATED: answer(
+            "The account was created, or this is the stored answer to the first request "
+            "with this `Idempotency-Key`.",
+            headers={IDEMPOTENT_REPLAYED: idempotent_replayed_header()},
+            links={
+                "GetAccount": {
+                    "operationId": "get_account",
+                    "parameters": {"account_id": "$response.body#/id"},
+                    "description": "The account just created, by the `id` of this answer.",
+                }
+            },
+        ),
+        status.HTTP_401_UNAUTHORIZED: answer(
+            "auth-service said the password is not the user's (`invalid_credentials`), or "
+            "the client token is not valid (`invalid_token`, with `WWW-Authenticate`).",
+            CredentialsOrTokenRefused,
+            headers={WWW_AUTHENTICATE: www_authenticate_header(REALM, required=False)},
+        ),
+        status.HTTP_409_CONFLICT: answer(
+            "An account for that (canonical) username exists (`username_taken`), or another "
+            "request holds the `Idempotency-Key` and has not finished "
+            "(`idempotency_key_in_progress`; retry later).",
+            Conflict,
+        ),
+        status.HTTP_413_CONTENT_TOO_LARGE: answer(
+            "The body is over 16 KiB (`body_too_large`); refused before it is read.",
+            BodyTooLarge,
+        ),
+        status.HTTP_422_UNPROCESSABLE_CONTENT: answer(
+            "A missing, mistyped or refused field, a body that is not JSON, or a malformed "
+            "`Idempotency-Key` (`invalid_request`, each refused part in `detail`); or the "
+            "`Idempotency-Key` was used with another username (`idempotency_key_mismatch`).",
+            InvalidRequestResponse | IdempotencyKeyMismatch,
+        ),
+        status.HTTP_429_TOO_MANY_REQUESTS: answer(
+            "auth-service has locked the account out (`too_many_attempts`).",
+            TooManyAttempts,
+            headers={RETRY_AFTER: retry_after_header()},
+        ),
+        status.HTTP_502_BAD_GATEWAY: answer(
+            "auth-service answered without a verdict, with another status, or closed the "
+            "connection (`auth_bad_response`).",
+            AuthBadResponse,
+        ),
+        status.HTTP_503_SERVICE_UNAVAILABLE: answer(
+            "No account was created; a retry after `Retry-After` may succeed: no check can "
+            "be had in time now (`overloaded`), auth-service cannot be reached "
+            "(`auth_unavailable`), the account database cannot be used "
+            "(`store_unavailable`), or the service is stopping (`shutting_down`).",
+            SignUpUnavailable,
+            headers={RETRY_AFTER: retry_after_header()},
+        ),
+        status.HTTP_504_GATEWAY_TIMEOUT: answer(
+            "auth-service did not answer in time (`auth_timeout`).", AuthTimeout
+        ),
+    },
 )
 async def create_account(
     payload: CreateAccountRequest,
@@ -95,6 +193,7 @@ async def create_account(
             description="1 to 255 visible ASCII characters; a retry with the same key "
             "and username gets the first answer again.",
         ),
+        WithJsonSchema({"type": "string", "pattern": f"^{_IDEMPOTENCY_KEY.pattern}$"}),
         AfterValidator(_check_idempotency_key),
     ] = None,
 ) -> CreateAccountResponse:
@@ -131,9 +230,29 @@ async def create_account(
 
 @router.get(
     "/accounts/{account_id}",
-    responses=_error_responses(404, invalid=InvalidRequestResponse),
+    operation_id="get_account",
+    summary="Read an account",
+    description="Returns the account with this id, as `POST /accounts` answered it.",
+    dependencies=[Security(client_token)],
+    openapi_extra=request_headers(budget=False),
+    responses={
+        status.HTTP_200_OK: answer("The account."),
+        status.HTTP_401_UNAUTHORIZED: _TOKEN_REFUSED,
+        status.HTTP_404_NOT_FOUND: answer("There is no such account (`not_found`).", NotFound),
+        status.HTTP_422_UNPROCESSABLE_CONTENT: answer(
+            "The id is not a whole number (`invalid_request`).", InvalidRequestResponse
+        ),
+        status.HTTP_503_SERVICE_UNAVAILABLE: answer(
+            "The account database cannot be used (`store_unavailable`), or the service is "
+            "stopping (`shutting_down`).",
+            StoreUnavailable,
+            headers={RETRY_AFTER: retry_after_header()},
+        ),
+    },
 )
-async def get_account(account_id: int, request: Request) -> AccountResponse:
+async def get_account(
+    account_id: Annotated[int, Path(description="The account's `id`.")], request: Request
+) -> AccountResponse:
     """Return an account.
 
     Raises:
@@ -145,14 +264,47 @@ async def get_account(account_id: int, request: Request) -> AccountResponse:
     return AccountResponse(id=account.id, username=account.username, created_at=account.created_at)
 
 
-@router.get("/livez")
-async def livez() -> dict[str, str]:
+_SHUTTING_DOWN = answer(
+    "The service is stopping (`shutting_down`).",
+    ShuttingDown,
+    headers={RETRY_AFTER: retry_after_header()},
+)
+
+
+@router.get(
+    "/livez",
+    operation_id="livez",
+    summary="Liveness",
+    description="Answers while the process is up; open without a client token.",
+    openapi_extra=request_headers(budget=False),
+    responses={
+        status.HTTP_200_OK: answer("The process is up."),
+        status.HTTP_503_SERVICE_UNAVAILABLE: _SHUTTING_DOWN,
+    },
+)
+async def livez() -> Health:
     """Answer while the process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", responses=_error_responses(503))
-async def readyz(request: Request) -> dict[str, str]:
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    summary="Readiness",
+    description="Answers `200` while the account database can be reached, else `503`; "
+    "open without a client token.",
+    openapi_extra=request_headers(budget=False),
+    responses={
+        status.HTTP_200_OK: answer("The account database can be reached."),
+        status.HTTP_503_SERVICE_UNAVAILABLE: answer(
+            "The account database cannot be reached (`store_unavailable`), or the service "
+            "is stopping (`shutting_down`).",
+            StoreUnavailable,
+            headers={RETRY_AFTER: retry_after_header()},
+        ),
+    },
+)
+async def readyz(request: Request) -> Health:
     """Answer 200 while the account database can be reached, else 503.
 
     Raises:
@@ -163,7 +315,7 @@ async def readyz(request: Request) -> dict[str, str]:
     except Exception as error:
         msg = "the account database is unreachable"
         raise AccountStoreUnavailableError(msg) from error
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -208,6 +360,14 @@ ANSWERED_ERRORS: tuple[type[Exception], ...] = (
 """The errors :func:`answer_to` answers; the app hands each of them to :func:`error_answer`."""
 
 _RETRY_LATER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+_CERTIFICATE_LOG = (
+    "auth-service's certificate is not trusted; check that"
+    f" {AUTH_SERVICE.ca_file_setting} names the CA that signed it: %s"
+)
+_TOKEN_REFUSED_LOG = (
+    "auth-service refused user-service's client token; set the token it issued "
+    f"for user-service in {AUTH_SERVICE.token_settings}: %s"
+)
 
 # The answers that depend only on the kind of error. A kind not listed takes the
 # answer of its nearest listed base class.
@@ -237,6 +397,13 @@ _ANSWERS: dict[type[Exception], ErrorAnswer] = {
     ),
     ClientGoneError: ErrorAnswer(
         CLIENT_CLOSED_REQUEST, ErrorCode.CLIENT_CLOSED_REQUEST, "The client went away."
+    ),
+    # Not the end user's fault, and no 401: their credentials were never checked.
+    AuthClientRejectedError: ErrorAnswer(
+        503,
+        ErrorCode.AUTH_UNAVAILABLE,
+        "Sign-up is unavailable; try again later.",
+        {"Retry-After": str(REJECTED_TOKEN_RETRY_AFTER)},
     ),
     AuthServiceUnavailableError: ErrorAnswer(
         503,
@@ -301,6 +468,9 @@ def answer_to(error: Exception) -> ErrorAnswer:
                 for item in error.errors()
             ]
             return ErrorAnswer(422, ErrorCode.INVALID_REQUEST, fields)
+        case StarletteHTTPException(status_code=status.HTTP_400_BAD_REQUEST):
+            # FastAPI's answer to a body it could not read as JSON: 422, as documented.
+            return ErrorAnswer(422, ErrorCode.INVALID_REQUEST, [unreadable_body_problem()])
         case StarletteHTTPException(status_code=status_code, detail=detail, headers=headers):
             code = _FRAMEWORK_CODES.get(status_code, ErrorCode.INVALID_REQUEST)
             return ErrorAnswer(status_code, code, detail, headers)
@@ -320,4 +490,8 @@ async def error_answer(_: Request, error: Exception) -> JSONResponse:
         error, AccountStoreBusyError | IdempotencyClaimLostError
     ):
         _logger.error("account database unavailable", exc_info=error)
+    if isinstance(error, AuthClientRejectedError):
+        _logger.error(_TOKEN_REFUSED_LOG, error)
+    if isinstance(error, AuthServiceCertificateError):
+        _logger.error(_CERTIFICATE_LOG, error)
     return answer_to(error).response()

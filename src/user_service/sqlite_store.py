@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
+from servicekit.client_tokens import SqliteClientRegistry, sqlite_migration
 from servicekit.database_url import DEFAULT_TIMEOUT_SECONDS
 from servicekit.sqlite import SqliteDatabase, statements
 from servicekit.stores import DatabaseBacked
 from user_service.accounts import (
+    CLIENT_TOKENS_TABLE,
     AccountStoreBusyError,
     AccountStoreUnavailableError,
     Claimed,
@@ -63,6 +65,7 @@ _MIGRATIONS = (
         "CREATE INDEX idempotency_keys_claimed_at ON idempotency_keys (claimed_at)",
     ),
     statements("ALTER TABLE idempotency_keys ADD COLUMN token TEXT"),
+    sqlite_migration(CLIENT_TOKENS_TABLE),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -223,6 +226,8 @@ class SqliteAccountStore(DatabaseBacked[SqliteDatabase]):
             # The writer prepares an insert for each batch size up to _MAX_BATCH.
             statement_cache=_MAX_BATCH + 64,
         )
+        self.clients = SqliteClientRegistry(self._database, table=CLIENT_TOKENS_TABLE)
+        """The clients allowed to call user-service (frontend-web)."""
         self._policy = policy or IdempotencyPolicy()
         self._max_queued_creates = max_queued_creates
         self._pending: list[_PendingCreate] = []

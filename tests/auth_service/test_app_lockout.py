@@ -12,11 +12,9 @@ import pytest
 from argon2 import extract_parameters
 
 from auth_service.admin import UserAdmin
-from auth_service.factory import create_app
 from tests.auth_service.conftest import make_settings
 from tests.auth_service.database import raw_execute, stored_hash
-from tests.auth_service.serving import add_user, metric, serving, validate
-from tests.support.servers import serve_in_thread
+from tests.auth_service.serving import add_user, metric, served, serving, validate
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,11 +72,55 @@ def test_lock_of_one_account_leaves_the_others_alone(
     assert bob.json() == {"valid": True, "subject": "bob"}
 
 
-def test_unknown_users_are_never_locked(lockout_settings: Settings) -> None:
-    with serving(lockout_settings) as client:
-        statuses = fail(client, THRESHOLD + 2, username="nobody")
+def answer_of(response: httpx.Response, username: str) -> tuple[int, str, dict[str, str]]:
+    """What a client sees of an answer, but for the name asked about and per-request headers."""
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name not in {"date", "x-request-id", "retry-after"}
+    }
+    return response.status_code, response.text.replace(f'"{username}"', '"<name>"'), headers
 
-    assert statuses == [200] * (THRESHOLD + 2)
+
+def test_an_unknown_name_is_tried_as_a_new_user(settings: Settings, password: str) -> None:
+    """12 wrong passwords: a user and a name no one has get the same answers, in the same order."""
+    add_user(settings, "alice", password)
+    answers: dict[str, list[httpx.Response]] = {"alice": [], "alina": []}
+    with serving(settings) as client:
+        for _ in range(12):
+            for username, responses in answers.items():
+                responses.append(validate(client, username, "guess"))
+
+    user, unknown = answers["alice"], answers["alina"]
+    assert [r.status_code for r in user] == [200] * 10 + [429] * 2
+    assert [answer_of(r, "alina") for r in unknown] == [answer_of(r, "alice") for r in user]
+    assert [("retry-after" in r.headers) for r in unknown] == [False] * 10 + [True] * 2
+    # The two windows opened a request apart, so the seconds left may differ by one.
+    for known, other in zip(user[10:], unknown[10:], strict=True):
+        assert abs(int(known.headers["retry-after"]) - int(other.headers["retry-after"])) <= 1
+
+
+def test_failures_recorded_in_process_lock_an_unknown_name(lockout_settings: Settings) -> None:
+    with serving(lockout_settings) as client, UserAdmin(lockout_settings) as admin:
+        for _ in range(THRESHOLD):
+            admin.record_failed_attempt("Nobody")
+        locked = validate(client, "nobody", "guess")
+        other = validate(client, "someone", "guess")
+
+    assert (locked.status_code, locked.json()["code"]) == (429, "locked_out")
+    assert other.json() == {"valid": False, "subject": "someone"}
+
+
+def test_an_unknown_name_is_unlocked_when_the_window_has_passed(settings: Settings) -> None:
+    brief = settings.model_copy(update={"lockout_threshold": 2, "lockout_window_seconds": 0.5})
+    with serving(brief) as client:
+        fail(client, 2, username="nobody")
+        locked = validate(client, "nobody", "guess")
+        time.sleep(0.6)
+        after = validate(client, "nobody", "guess")
+
+    assert (locked.status_code, locked.headers["Retry-After"]) == (429, "1")
+    assert after.json() == {"valid": False, "subject": "nobody"}
 
 
 def test_success_clears_earlier_failures(lockout_settings: Settings, password: str) -> None:
@@ -174,7 +216,7 @@ def test_too_many_pending_checks_are_answered_503_with_retry_after(
     add_user(settings, "alice", password)
 
     async def burst(base_url: str) -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
             return await asyncio.gather(
                 *(
                     client.post("/auth/validate", json={"username": "alice", "password": password})
@@ -182,7 +224,7 @@ def test_too_many_pending_checks_are_answered_503_with_retry_after(
                 )
             )
 
-    with serve_in_thread(create_app(settings)) as base_url:
+    with served(settings) as (base_url, headers):
         responses = asyncio.run(burst(base_url))
         with httpx.Client(base_url=base_url) as client:
             overloaded = metric(client, "auth_validations_total", outcome="overloaded")
@@ -220,6 +262,8 @@ def test_validation_is_503_when_postgres_fails(
     settings = make_settings(postgres_database_url)
     add_user(settings, "alice", password)
     with serving(settings) as client:
+        # The client's token is checked, and remembered for a while, before the database goes.
+        assert validate(client, "alice", password).status_code == 200
         asyncio.run(raw_execute(postgres_server_url, f'DROP SCHEMA "{postgres_schema}" CASCADE'))
         response = validate(client, "alice", password)
         unavailable = metric(client, "auth_validations_total", outcome="unavailable")

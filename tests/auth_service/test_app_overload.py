@@ -5,21 +5,15 @@ from __future__ import annotations
 import json
 import socket
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
-from auth_service.factory import create_app
 from tests.auth_service.conftest import make_settings
-from tests.auth_service.serving import metric
-from tests.support.servers import serve_in_thread
+from tests.auth_service.serving import metric, serving
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from auth_service.settings import Settings
+    import httpx
 
 BODY = json.dumps({"username": "nobody", "password": "a guess"}).encode()
 # About half a second a check, so that a second request can queue behind the first;
@@ -30,15 +24,6 @@ SLOW_ARGON2 = {
     "hash_workers": 1,
     "target_queue_delay_seconds": 600,
 }
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[httpx.Client]:
-    with (
-        serve_in_thread(create_app(settings)) as base_url,
-        httpx.Client(base_url=base_url, timeout=30) as client,
-    ):
-        yield client
 
 
 def budget(milliseconds: int) -> dict[str, str]:
@@ -63,13 +48,17 @@ def wait_until(condition: object, what: str, timeout: float = 20.0) -> None:
     raise AssertionError(msg)
 
 
-def raw_request(base_url: str, body: bytes = BODY, budget_ms: int | None = None) -> socket.socket:
-    """Send a validation over a plain socket and return the socket, its answer unread."""
-    address = urlsplit(base_url)
+def raw_request(
+    client: httpx.Client, body: bytes = BODY, budget_ms: int | None = None
+) -> socket.socket:
+    """Send a validation as ``client`` over a plain socket; return the socket, answer unread."""
+    address = urlsplit(str(client.base_url))
     connection = socket.create_connection((address.hostname, address.port))
     budget = b"" if budget_ms is None else b"X-Time-Budget-Ms: %d\r\n" % budget_ms
+    token = client.headers["Authorization"].encode()
     connection.sendall(
         b"POST /auth/validate HTTP/1.1\r\nHost: auth\r\nContent-Type: application/json\r\n"
+        + b"Authorization: %s\r\n" % token
         + budget
         + b"Content-Length: %d\r\n\r\n" % len(body)
         + body
@@ -104,11 +93,10 @@ def test_a_check_that_cannot_finish_within_its_budget_is_refused_at_once(sqlite_
 
 def test_a_queued_check_whose_client_disconnects_is_never_hashed(sqlite_url: str) -> None:
     with serving(make_settings(sqlite_url, **SLOW_ARGON2)) as client, ExitStack() as sockets:
-        base_url = str(client.base_url)
         timing_check = verifications(client)
-        first = sockets.enter_context(raw_request(base_url))
+        first = sockets.enter_context(raw_request(client))
         wait_until(lambda: pending(client) == 1, "the first check starting")
-        second = sockets.enter_context(raw_request(base_url))
+        second = sockets.enter_context(raw_request(client))
         wait_until(lambda: pending(client) == 2, "the second check queueing")
         second.close()
         first.settimeout(60)
@@ -126,8 +114,7 @@ def test_when_the_pool_is_full_a_check_is_refused_before_its_body_is_read(
 ) -> None:
     settings = make_settings(sqlite_url, **SLOW_ARGON2, max_pending_hashes=1)
     with serving(settings) as client, ExitStack() as sockets:
-        base_url = str(client.base_url)
-        first = sockets.enter_context(raw_request(base_url))
+        first = sockets.enter_context(raw_request(client))
         wait_until(lambda: pending(client) == 1, "the first check starting")
         # Not even JSON: a body that was read would be answered 422.
         refused = client.post("/auth/validate", content=b"{not json")

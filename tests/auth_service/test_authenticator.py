@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-POLICY = LockoutPolicy(threshold=2, window_seconds=60.0)
+POLICY = LockoutPolicy(threshold=2, window_seconds=60.0, max_tracked_unknown_names=10)
 
 
 class Clock:
@@ -103,3 +103,21 @@ async def test_place_is_given_back_after_each_outcome(
         Outcome.LOCKED,
     ]
     assert pool.pending == 0
+
+
+async def test_unknown_name_gives_the_outcomes_of_a_user(
+    authenticator: Authenticator, clock: Clock
+) -> None:
+    outcomes = {
+        username: [await authenticator.validate(username, "guess") for _ in range(4)]
+        for username in ("alice", "nobody")
+    }
+    clock.now += 60
+    after = [await authenticator.validate(username, "guess") for username in ("alice", "nobody")]
+
+    assert outcomes["nobody"] == outcomes["alice"]
+    assert (
+        outcomes["alice"]
+        == [Validation(Outcome.INVALID)] * 2 + [Validation(Outcome.LOCKED, 60.0)] * 2
+    )
+    assert after == [Validation(Outcome.INVALID)] * 2

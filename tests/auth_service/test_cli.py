@@ -29,6 +29,8 @@ from auth_service.admin import UserAdmin
 from auth_service.passwords import PasswordHashing
 from tests.auth_service.conftest import make_settings
 from tests.auth_service.database import stored_hash
+from tests.support.client_tokens import bearer
+from tests.support.log_scan import register_secret
 from tests.support.servers import HOST, free_port, run_process, venv_command
 
 if TYPE_CHECKING:
@@ -466,6 +468,7 @@ def test_serve_validates_and_logs_json_with_the_request_id_and_never_the_passwor
     environment: dict[str, str], password: str, tmp_path: Path
 ) -> None:
     add_users(environment, password, "alice")
+    token = register_secret(run_cli(environment, "clients", "add", "user-service").stdout.strip())
     port = free_port()
     serve = [venv_command("auth-service"), "serve", "--port", str(port)]
     log_path = tmp_path / "serve.log"
@@ -474,12 +477,12 @@ def test_serve_validates_and_logs_json_with_the_request_id_and_never_the_passwor
         right = httpx.post(
             f"http://{HOST}:{port}/auth/validate",
             json={"username": "Alice", "password": password},
-            headers={"X-Request-ID": "req-right"},
+            headers={"X-Request-ID": "req-right", **bearer(token)},
         )
         wrong = httpx.post(
             f"http://{HOST}:{port}/auth/validate",
             json={"username": "alice", "password": password + " but wrong"},
-            headers={"X-Request-ID": "req-wrong"},
+            headers={"X-Request-ID": "req-wrong", **bearer(token)},
         )
 
     log = log_path.read_text(encoding="utf-8")
@@ -491,4 +494,7 @@ def test_serve_validates_and_logs_json_with_the_request_id_and_never_the_passwor
     ]
     assert (right.json(), wrong.json()["valid"]) == ({"valid": True, "subject": "alice"}, False)
     assert checks == [("req-right", "alice", "valid"), ("req-wrong", "alice", "invalid")]
+    requests = [entry for entry in entries if entry["logger"] == "servicekit.requests"]
+    assert [entry["client"] for entry in requests] == ["user-service", "user-service"]
     assert password not in log
+    assert token not in log

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-POLICY = LockoutPolicy(threshold=3, window_seconds=60.0)
+POLICY = LockoutPolicy(threshold=3, window_seconds=60.0, max_tracked_unknown_names=100)
 NOW = 1_800_000_000.0
 HASH = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 OTHER_HASH = "$argon2id$v=19$m=2048,t=1,p=1$c2FsdHNhbHQ$b3RoZXJvdGhlcm90aGVyMQ"
@@ -135,24 +135,39 @@ async def test_failures_are_counted(store: CredentialStore) -> None:
     assert await look_up(store, "alice") == Admitted(HASH, failures=POLICY.threshold - 1)
 
 
-async def test_failures_of_unknown_users_make_no_row(
+async def test_failures_of_unknown_users_make_no_user(
     store: CredentialStore, settings: Settings
 ) -> None:
     for n in range(5):
         await fail(store, f"ghost{n}", 1)
 
     assert await raw_rows(settings.database_url, "SELECT count(*) FROM credentials") == [(0,)]
+    assert await store.usernames() == []
 
 
-async def test_failures_of_unknown_users_write_to_one_shared_row(
+async def test_failures_of_unknown_users_are_counted_per_name(
     store: CredentialStore, settings: Settings
 ) -> None:
     await fail(store, "ghost", 2)
     await fail(store, "phantom", 1)
 
-    assert await raw_rows(
-        settings.database_url, "SELECT id, attempts FROM unknown_username_attempts"
-    ) == [(1, 3)]
+    assert sorted(
+        await raw_rows(settings.database_url, "SELECT failed_attempts FROM unknown_name_failures")
+    ) == [(1,), (2,)]
+
+
+async def test_threshold_failures_lock_an_unknown_name_as_they_lock_a_user(
+    store: CredentialStore,
+) -> None:
+    await store.add("alice", HASH)
+    await fail(store, "alice", POLICY.threshold)
+    await fail(store, "mallory", POLICY.threshold)
+
+    assert await look_up(store, "mallory", now=NOW + 10) == LockedOut(POLICY.window_seconds - 10)
+    assert await look_up(store, "mallory", now=NOW + 10) == await look_up(
+        store, "alice", now=NOW + 10
+    )
+    assert await look_up(store, "mallory", now=NOW + POLICY.window_seconds) == UnknownUser()
 
 
 async def test_threshold_failures_lock_the_account_until_the_window_ends(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser.system import System, running_system
+from tests.support.system import System, running_system
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         Response,
         ViewportSize,
     )
+
+    from tests.support.tls import TestTls
 
 CHROMIUM = os.environ.get("FRONTEND_WEB_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -69,15 +71,17 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
+def system(request: pytest.FixtureRequest, tmp_path: Path, test_tls: TestTls) -> Iterator[System]:
     """A fresh system per test: its own databases, so account ids start at 1.
 
-    A test marked ``frontend_env(NAME="value", ...)`` gets frontend-web started
-    with those variables in its environment.
+    Both internal hops run over HTTPS, each caller with its client token;
+    frontend-web's limit on sign-ups is one no test reaches. A test marked
+    ``frontend_env(NAME="value", ...)`` gets frontend-web started with those
+    variables in its environment.
     """
     marker = request.node.get_closest_marker("frontend_env")
     frontend_env = {name: str(value) for name, value in marker.kwargs.items()} if marker else {}
-    with running_system(tmp_path, frontend_env=frontend_env) as started:
+    with running_system(tmp_path, test_tls, frontend_env=frontend_env) as started:
         yield started
 
 

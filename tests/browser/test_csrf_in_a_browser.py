@@ -19,7 +19,7 @@ from frontend_web.routes import CROSS_ORIGIN_TITLE
 from frontend_web.signup import EXPIRED_FORM
 from tests.browser.conftest import VIEWPORT
 from tests.browser.other_site import BUTTON, OtherSite, other_site
-from tests.browser.system import ALICE, ALICE_PASSWORD, System
+from tests.support.system import ALICE, ALICE_PASSWORD, System
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.system import ALICE, ALICE_PASSWORD, WRONG_PASSWORD, System
+from tests.support.system import ALICE, ALICE_PASSWORD, WRONG_PASSWORD, System
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -5,7 +5,11 @@ its form carries and the time budget (``X-Time-Budget-Ms``) frontend-web gives
 user-service. frontend-web reads only ``id``, ``username`` and ``status`` of a
 created account, the ``Idempotent-Replayed`` and ``Retry-After`` headers,
 ``detail``, and the ``code`` of a 409 or a 503, which tells apart answers that
-share their status: so the pact pins ``code`` there, and only there.
+share their status: so the pact pins ``code`` there, and only there. A 401
+that challenges for a bearer token (``WWW-Authenticate``) is user-service
+refusing frontend-web's client token; one without is the user's password.
+Every request carries frontend-web's client token: the client sends a real
+one, made for the test, which the pact matches by its form.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pact import Pact, match
 
 from frontend_web.client import (
     Account,
+    ClientTokenRejectedError,
     FieldError,
     FrontendClient,
     InvalidCredentialsError,
@@ -29,17 +34,23 @@ from frontend_web.client import (
     UserServiceError,
     UserServiceUnavailableError,
 )
+from servicekit.client_tokens import new_token
 from servicekit.deadlines import BUDGET_HEADER
 from tests.contracts.committed_pacts import check_descriptions, check_interaction
 from tests.contracts.credentials import (
+    AUTHORIZATION,
     BUDGET_MS,
+    CHALLENGE_PATTERN,
     IDEMPOTENCY_KEY,
     LOCKED_OUT_PASSWORD,
     OVERLOADED_PASSWORD,
     PASSWORD,
+    TOKEN_PATTERN,
+    USER_SERVICE_CHALLENGE,
     USERNAME,
     WRONG_PASSWORD,
 )
+from tests.support.log_scan import register_secret
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,6 +68,7 @@ OVERLOADED = "A request while sign-up is overloaded"
 REPLAYED = "A retry of a request that created the account"
 IN_PROGRESS = "A retry while the first request is still in progress"
 BAD_USERNAME = "A request with a username that is not allowed"
+REVOKED = "A request with a revoked client token"
 DISALLOWED_USERNAME = "alice smith"
 CREATED_ACCOUNT = {"id": match.like(1001), "username": USERNAME, "status": "created"}
 
@@ -73,6 +85,7 @@ def _account_request(
         pact.upon_receiving(description)
         .given(state)
         .with_request("POST", "/accounts")
+        .with_header("Authorization", match.regex(AUTHORIZATION, regex=TOKEN_PATTERN))
         .with_header("Idempotency-Key", match.regex(IDEMPOTENCY_KEY, regex=r"[\x21-\x7e]{1,255}"))
         .with_header(BUDGET_HEADER, match.regex(BUDGET_MS, regex=r"\d+"))
         .with_body({"username": username, "password": password}, "application/json")
@@ -80,7 +93,7 @@ def _account_request(
 
 
 async def _create_account(base_url: str, password: str, username: str = USERNAME) -> Account:
-    async with FrontendClient(base_url) as client:
+    async with FrontendClient(base_url, token=register_secret(new_token())) as client:
         return await client.create_account(username, password, idempotency_key=IDEMPOTENCY_KEY)
 
 
@@ -244,6 +257,22 @@ def test_overload_raises_the_busy_error_from_503(pact: Pact, tmp_path: Path) -> 
 
 
 @pytest.mark.contract
+def test_a_refused_client_token_raises_from_401_with_a_challenge(
+    pact: Pact, tmp_path: Path
+) -> None:
+    (
+        _account_request(pact, REVOKED, "frontend-web's client token is revoked", PASSWORD)
+        .will_respond_with(401)
+        .with_header(
+            "WWW-Authenticate", match.regex(USER_SERVICE_CHALLENGE, regex=CHALLENGE_PATTERN)
+        )
+    )
+    error = _check_error(pact, tmp_path, PASSWORD, ClientTokenRejectedError)
+    assert not isinstance(error, InvalidCredentialsError)
+    assert error.status == 401
+
+
+@pytest.mark.contract
 def test_committed_pact_holds_exactly_these_interactions() -> None:
     check_descriptions(
         CONSUMER,
@@ -259,5 +288,6 @@ def test_committed_pact_holds_exactly_these_interactions() -> None:
             AUTH_SLOW,
             LOCKED_OUT,
             OVERLOADED,
+            REVOKED,
         },
     )

@@ -2,7 +2,8 @@
 
 The real app runs on a real socket over a real SQLite credential store; the
 provider states seed that store in-process, through the same admin API the
-``auth-service users`` commands use.
+``auth-service users`` commands use. The verifier calls as a client
+registered in that store, whose token one provider state revokes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import pytest
 from auth_service.admin import UserAdmin
 from auth_service.factory import create_app
 from auth_service.settings import Settings
-from auth_service.state import hash_pool_of
+from auth_service.state import hash_pool_of, service_state_of
 from tests.contracts.committed_pacts import pact_path
 from tests.contracts.credentials import PASSWORD, USERNAME
-from tests.contracts.verification import verify_every_interaction
+from tests.contracts.verification import RegisteredClient, verify_every_interaction
 from tests.support.servers import serve_in_thread
 
 if TYPE_CHECKING:
@@ -64,11 +65,14 @@ def test_auth_service_honours_user_service_pact(settings: Settings, users: UserA
         while pool.refusal() is None:
             held.append(pool.reserve())
 
-    states = {
-        "user credentials are valid": alice_has_her_password,
-        "user credentials are invalid": alice_has_her_password,
-        "alice has too many failed attempts": alice_has_too_many_failed_attempts,
-        "auth-service is overloaded": auth_service_is_overloaded,
-    }
     with serve_in_thread(app) as url:
-        verify_every_interaction("auth-service", PACT_FILE, url, states)
+        client = RegisteredClient(lambda: service_state_of(app).store.clients, "user-service")
+        states = {
+            "user credentials are valid": alice_has_her_password,
+            "user credentials are invalid": alice_has_her_password,
+            "alice has too many failed attempts": alice_has_too_many_failed_attempts,
+            "auth-service is overloaded": auth_service_is_overloaded,
+        }
+        states = {name: client.restoring(handler) for name, handler in states.items()}
+        states["user-service's client token is revoked"] = client.revoke
+        verify_every_interaction("auth-service", PACT_FILE, url, states, token=client.token)

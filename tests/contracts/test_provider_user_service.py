@@ -4,7 +4,9 @@ The real app runs on a real socket. In the main verification only the
 credentials verifier is swapped, in-process, through the seed's
 ``set_auth_verifier`` / ``reset_state`` seam. In the chain check nothing is
 swapped: the real AuthClient talks to a Pact stub server replaying the pact
-user-service holds with auth-service.
+user-service holds with auth-service. In each, the verifier calls as a
+client registered in the app's store (frontend-web), whose token one
+provider state revokes.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import SecretStr
 
 import user_service
+from servicekit.client_tokens import new_token
 from tests.contracts.committed_pacts import pact_path
 from tests.contracts.credentials import IDEMPOTENCY_KEY, USERNAME
 from tests.contracts.verification import (
+    RegisteredClient,
     interactions_in,
     make_verifier,
     run,
     verify_every_interaction,
 )
-from tests.support.log_scan import register_log
+from tests.support.log_scan import register_log, register_secret
 from tests.support.servers import free_port, serve_in_thread, venv_command, wait_for_port
 from user_service.auth_client import (
     AuthServiceOverloadedError,
@@ -81,11 +86,21 @@ async def seed(store: AccountStore, *, account: bool = False, key: str | None = 
         await store.create(USERNAME, idempotency=claim if key == "completed" else None)
 
 
+def revoking(
+    client: RegisteredClient, states: dict[str, Callable[[], None]]
+) -> dict[str, Callable[[], None]]:
+    """Return ``states``, each giving the client its token back, and the state that revokes it."""
+    restored = {name: client.restoring(handler) for name, handler in states.items()}
+    return {**restored, "frontend-web's client token is revoked": client.revoke}
+
+
 def provider_states(
     set_auth_verifier: Callable[[user_service.CredentialsVerifier], None],
     store: Callable[[], AccountStore],
-) -> dict[str, Callable[[], None]]:
-    """Handlers for the provider states of the frontend-web pact, over one app's seam.
+) -> tuple[RegisteredClient, dict[str, Callable[[], None]]]:
+    """The client the verifier calls as, and the handlers of the frontend-web pact's states.
+
+    Call it while the app is served: the client is registered in its store.
 
     Args:
         set_auth_verifier: Swaps the app's credentials verifier.
@@ -102,7 +117,8 @@ def provider_states(
         return handler
 
     accepts = StubAuthVerifier(valid=True)
-    return {
+    client = RegisteredClient(lambda: store().clients, "frontend-web")
+    states = {
         "auth accepts credentials": given(accepts),
         "auth rejects credentials": given(StubAuthVerifier(valid=False)),
         "an account for alice already exists": given(accepts, account=True),
@@ -123,6 +139,7 @@ def provider_states(
             StubAuthVerifier(failure=AuthServiceOverloadedError(OVERLOADED_RETRY_AFTER))
         ),
     }
+    return client, revoking(client, states)
 
 
 def answer_200_instead_of_201(app: ASGIApp) -> ASGIApp:
@@ -141,9 +158,11 @@ def answer_200_instead_of_201(app: ASGIApp) -> ASGIApp:
 
 @pytest.mark.contract
 def test_user_service_honours_frontend_web_pact() -> None:
-    states = provider_states(user_service.set_auth_verifier, lambda: user_service.ACCOUNT_STORE)
     with serve_in_thread(user_service.app) as url:
-        verify_every_interaction("user-service", PACT_FILE, url, states)
+        client, states = provider_states(
+            user_service.set_auth_verifier, lambda: user_service.ACCOUNT_STORE
+        )
+        verify_every_interaction("user-service", PACT_FILE, url, states, token=client.token)
 
 
 @pytest.mark.contract
@@ -151,11 +170,11 @@ def test_verification_reports_a_provider_that_breaks_the_pact() -> None:
     store = user_service.InMemoryAccountStore()
     app = user_service.create_app(account_store=store)
     state = app.state.service
-    states = provider_states(
+    client, states = provider_states(
         lambda verifier: setattr(state, "auth_verifier", verifier), lambda: store
     )
     with serve_in_thread(answer_200_instead_of_201(app)) as url:
-        verifier = make_verifier("user-service", PACT_FILE, url, states)
+        verifier = make_verifier("user-service", PACT_FILE, url, states, token=client.token)
         with pytest.raises(RuntimeError):
             run(verifier)
     failed = {
@@ -199,7 +218,8 @@ class PactStubServer:
         if self._process is not None:
             return
         self._close_silent_socket()
-        command = [venv_command("pact"), "stub", "--file", str(AUTH_PACT_FILE)]
+        # At "info" the stub logs each request's headers, user-service's client token among them.
+        command = [venv_command("pact"), "stub", "--file", str(AUTH_PACT_FILE), "-l", "warn"]
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [*command, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT
@@ -238,7 +258,12 @@ def test_chain_frontend_web_pact_is_met_through_auth_service_pact(
     auth_service_stub: PactStubServer,
 ) -> None:
     store = user_service.InMemoryAccountStore()
-    settings = Settings(auth_url=auth_service_stub.url, auth_retries=0, auth_timeout=0.5)
+    settings = Settings(
+        auth_url=auth_service_stub.url,
+        auth_token=SecretStr(register_secret(new_token())),
+        auth_retries=0,
+        auth_timeout=0.5,
+    )
     app = user_service.create_app(settings, account_store=store)
     auth = {
         "up": auth_service_stub.start,
@@ -255,6 +280,7 @@ def test_chain_frontend_web_pact_is_met_through_auth_service_pact(
 
         return handler
 
+    client = RegisteredClient(lambda: store.clients, "frontend-web")
     states = {
         "auth accepts credentials": given(),
         "auth rejects credentials": given(),
@@ -269,4 +295,6 @@ def test_chain_frontend_web_pact_is_met_through_auth_service_pact(
         "auth-service is overloaded": given(),
     }
     with serve_in_thread(app) as url:
-        verify_every_interaction("user-service", PACT_FILE, url, states)
+        verify_every_interaction(
+            "user-service", PACT_FILE, url, revoking(client, states), token=client.token
+        )

@@ -1,9 +1,14 @@
-"""Every account acknowledged with a 201 survives user-service being killed mid-traffic."""
+"""Every account acknowledged with a 201 survives user-service being killed mid-traffic.
+
+user-service serves HTTPS and is called as frontend-web, with its client token;
+it calls a stand-in auth-service over HTTPS, with its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections import Counter
@@ -13,7 +18,17 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.support.servers import HOST, free_port, run_process, venv_command
+from tests.support.system import (
+    FRONTEND_WEB,
+    TO_AUTH_SERVICE,
+    USER_SERVICE,
+    ClientToken,
+    ServiceProcess,
+    add_client,
+    caller_settings,
+    stand_in_token,
+    verified,
+)
 from tests.user_service.stand_in_auth import serve_stand_in
 
 if TYPE_CHECKING:
@@ -21,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from tests.support.tls import TestTls
     from tests.user_service.stand_in_auth import StandInAuthService
 
 pytestmark = pytest.mark.e2e
@@ -64,14 +80,34 @@ class Traffic:
         return {name for name, error in self.cut_off.items() if error != "ConnectError"}
 
 
-async def _create_accounts_until_killed(base_url: str, process: subprocess.Popen[bytes]) -> Traffic:
+@dataclass(frozen=True)
+class Caller:
+    """How the test calls user-service: as frontend-web, over HTTPS."""
+
+    token: ClientToken
+    tls: TestTls
+
+    def client(self, base_url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=base_url, headers=self.token.headers, verify=verified(self.tls), timeout=5
+        )
+
+    def blocking_client(self, base_url: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=base_url, headers=self.token.headers, verify=verified(self.tls), timeout=5
+        )
+
+
+async def _create_accounts_until_killed(
+    base_url: str, process: subprocess.Popen[bytes], caller: Caller
+) -> Traffic:
     traffic = Traffic()
     enough = asyncio.Event()
 
     async def client(number: int) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLIENT_DEADLINE_SECONDS
-        async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
+        async with caller.client(base_url) as http:
             for attempt in range(MAX_REQUESTS_PER_CLIENT):
                 if loop.time() > deadline:
                     return
@@ -105,37 +141,29 @@ async def _create_accounts_until_killed(base_url: str, process: subprocess.Popen
 
 
 @pytest.fixture
-def stand_in_auth() -> Iterator[StandInAuthService]:
-    with serve_stand_in() as stand_in:  # answers {"valid": true}
+def stand_in_auth(test_tls: TestTls) -> Iterator[StandInAuthService]:
+    with serve_stand_in(tls=test_tls) as stand_in:  # answers {"valid": true}
         yield stand_in
 
 
 @contextlib.contextmanager
 def _serve(
-    database: Path, auth_url: str, log_path: Path
+    database: Path, auth_url: str, auth_token: ClientToken, tls: TestTls, log_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Run ``user-service serve`` (one process) on ``database``; yield it and its base URL."""
-    port = free_port()
-    with run_process(
-        # One process: the kill must hit the process that holds the accounts.
-        [
-            venv_command("user-service"),
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        port=port,
-        env={
-            "USER_SERVICE_AUTH_URL": auth_url,
+    service = ServiceProcess(
+        USER_SERVICE,
+        {
             "USER_SERVICE_DATABASE_URL": f"sqlite:///{database}",
+            **caller_settings(TO_AUTH_SERVICE, auth_url, auth_token, tls),
         },
-        log_path=log_path,
-    ) as process:
-        yield process, f"http://{HOST}:{port}"
+        log_path,
+        tls,
+        # One process: the kill must hit the process that holds the accounts.
+        options=("--workers", "1"),
+    )
+    with service.running() as process:
+        yield process, service.url
 
 
 def _stored_accounts(database: Path) -> list[tuple[int, str]]:
@@ -145,19 +173,30 @@ def _stored_accounts(database: Path) -> list[tuple[int, str]]:
 
 
 def test_acknowledged_accounts_survive_sigkill_mid_traffic(
-    tmp_path: Path, stand_in_auth: StandInAuthService
+    tmp_path: Path, stand_in_auth: StandInAuthService, test_tls: TestTls
 ) -> None:
     database = tmp_path / "accounts.db"
+    caller = Caller(
+        add_client(
+            USER_SERVICE,
+            FRONTEND_WEB,
+            {"USER_SERVICE_DATABASE_URL": f"sqlite:///{database}"},
+            tmp_path,
+        ),
+        test_tls,
+    )
+    auth_token = stand_in_token(TO_AUTH_SERVICE, tmp_path)
+    serving = functools.partial(_serve, database, stand_in_auth.base_url, auth_token, test_tls)
 
-    with _serve(database, stand_in_auth.base_url, tmp_path / "before-kill.log") as (process, url):
-        traffic = asyncio.run(_create_accounts_until_killed(url, process))
+    with serving(tmp_path / "before-kill.log") as (process, url):
+        traffic = asyncio.run(_create_accounts_until_killed(url, process, caller))
     assert process.returncode == -9, "the process should have died of SIGKILL"
     assert len(traffic.acknowledged) >= MIN_ACKNOWLEDGED, traffic
     assert traffic.unexpected == {}, "every answer before the kill should have been 201"
 
     with (
-        _serve(database, stand_in_auth.base_url, tmp_path / "after-restart.log") as (_, url),
-        httpx.Client(base_url=url, timeout=5) as http,
+        serving(tmp_path / "after-restart.log") as (_, url),
+        caller.blocking_client(url) as http,
     ):
         found = {
             username: http.get(f"/accounts/{account_id}")
@@ -189,3 +228,7 @@ def test_acknowledged_accounts_survive_sigkill_mid_traffic(
     # Nothing appears that no client asked for; a cut-off request may or may not be stored.
     assert set(stored_names) <= traffic.attempted
     assert set(stored_names) - set(traffic.acknowledged) <= set(traffic.cut_off)
+    # Every call to auth-service carried user-service's token.
+    assert {received.authorization for received in stand_in_auth.received} == {
+        auth_token.headers["Authorization"]
+    }

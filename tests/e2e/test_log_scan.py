@@ -19,6 +19,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from servicekit.client_tokens import new_token
 from tests.support import log_scan
 from tests.support.log_scan import TEST_PASSWORDS, Leak, LogRegistry, scan
 from tests.support.servers import HOST, free_port, run_process
@@ -110,6 +111,18 @@ def test_password_hidden_outside_the_message_is_found(
     assert [leak.password for leak in registry.finish(FakeSession())] == [PASSWORD]
 
 
+def test_a_registered_token_is_looked_for_too(
+    tmp_path: Path, isolated_logger: logging.Logger
+) -> None:
+    registry = LogRegistry(tmp_path / "logs")
+    registry.start(isolated_logger)
+    token = new_token()
+    registry.register_secret(token)
+    isolated_logger.info("calling with %s", token)
+
+    assert [leak.password for leak in registry.finish(FakeSession())] == [token]
+
+
 def test_clean_logs_leave_the_session_passing(
     tmp_path: Path, isolated_logger: logging.Logger
 ) -> None:
@@ -120,7 +133,7 @@ def test_clean_logs_leave_the_session_passing(
 
     assert registry.finish(session) == []
     assert session.exitstatus == pytest.ExitCode.OK
-    assert registry.summary_lines()[-1] == "no test password found"
+    assert registry.summary_lines()[-1] == "no test password or token found"
 
 
 def test_a_failed_session_stays_failed_with_its_own_code(tmp_path: Path) -> None:
@@ -203,7 +216,7 @@ def test_a_session_whose_test_logs_a_password_fails(tmp_path: Path) -> None:
 
     assert finished.returncode == pytest.ExitCode.TESTS_FAILED, finished.stdout
     assert "1 passed" in finished.stdout
-    assert "FAILED: 1 test password(s) found in logs:" in finished.stdout
+    assert "FAILED: 1 test password(s) or token(s) found in logs:" in finished.stdout
     assert f"in-process.log:1: {PASSWORD!r}" in finished.stdout
 
 
@@ -211,4 +224,4 @@ def test_a_session_whose_test_logs_no_password_passes(tmp_path: Path) -> None:
     finished = run_pytest_session(tmp_path, logged="username=alice")
 
     assert finished.returncode == pytest.ExitCode.OK, finished.stdout
-    assert "no test password found" in finished.stdout
+    assert "no test password or token found" in finished.stdout

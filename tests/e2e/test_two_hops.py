@@ -1,23 +1,31 @@
-"""user-service and auth-service as real processes, meeting over HTTP."""
+"""user-service and auth-service as real processes, meeting over HTTPS, each caller a client."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from tests.support.servers import free_port, run_process, venv_command
+from tests.support.system import (
+    ALICE,
+    ALICE_PASSWORD,
+    AUTH_SERVICE,
+    FRONTEND_WEB,
+    USER_SERVICE,
+    WRONG_PASSWORD,
+    System,
+    running_system,
+    verified,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-PASSWORD = "correct-horse-battery-staple"
+    from tests.support.tls import TestTls
 
 pytestmark = pytest.mark.e2e
 
@@ -28,57 +36,35 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def user_service_url(folder: Path) -> Iterator[str]:
-    auth_env = {"AUTH_SERVICE_DATABASE_URL": f"sqlite:///{folder / 'auth.db'}"}
-    subprocess.run(
-        [venv_command("auth-service"), "users", "add", "alice"],
-        input=f"{PASSWORD}\n".encode(),
-        env={**os.environ, **auth_env},
-        check=True,
-        capture_output=True,
-    )
-    auth_port, user_port = free_port(), free_port()
-    with (
-        run_process(
-            [venv_command("auth-service"), "serve", "--port", str(auth_port)],
-            port=auth_port,
-            env=auth_env,
-            log_path=folder / "auth-service.log",
-        ),
-        run_process(
-            [venv_command("user-service"), "serve", "--port", str(user_port)],
-            port=user_port,
-            env={
-                "USER_SERVICE_AUTH_URL": f"http://127.0.0.1:{auth_port}",
-                "USER_SERVICE_DATABASE_URL": f"sqlite:///{folder / 'accounts.db'}",
-            },
-            log_path=folder / "user-service.log",
-        ),
-    ):
-        yield f"http://127.0.0.1:{user_port}"
+def system(folder: Path, test_tls: TestTls) -> Iterator[System]:
+    with running_system(folder, test_tls, services=(AUTH_SERVICE, USER_SERVICE)) as started:
+        yield started
 
 
-def test_right_password_creates_an_account(user_service_url: str) -> None:
-    response = httpx.post(
-        f"{user_service_url}/accounts", json={"username": "alice", "password": PASSWORD}
-    )
+@pytest.fixture
+def frontend_web(system: System) -> Iterator[httpx.Client]:
+    """user-service, called as frontend-web: its client token, over HTTPS."""
+    with system.as_frontend_web() as client:
+        yield client
+
+
+def test_right_password_creates_an_account(frontend_web: httpx.Client) -> None:
+    response = frontend_web.post("/accounts", json={"username": ALICE, "password": ALICE_PASSWORD})
     assert response.status_code == 201
     body = response.json()
     assert isinstance(body.pop("id"), int)
     assert body == {"username": "alice", "status": "created"}
 
 
-def test_wrong_password_is_401(user_service_url: str) -> None:
-    response = httpx.post(
-        f"{user_service_url}/accounts", json={"username": "alice", "password": "wrong-password"}
-    )
+def test_wrong_password_is_401(frontend_web: httpx.Client) -> None:
+    response = frontend_web.post("/accounts", json={"username": ALICE, "password": WRONG_PASSWORD})
     assert response.status_code == 401
     assert response.json() == {"detail": "Invalid credentials", "code": "invalid_credentials"}
 
 
-def test_unknown_user_is_401(user_service_url: str) -> None:
-    response = httpx.post(
-        f"{user_service_url}/accounts", json={"username": "mallory", "password": PASSWORD}
+def test_unknown_user_is_401(frontend_web: httpx.Client) -> None:
+    response = frontend_web.post(
+        "/accounts", json={"username": "mallory", "password": ALICE_PASSWORD}
     )
     assert response.status_code == 401
 
@@ -88,16 +74,15 @@ def _log_entries(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line]
 
 
-def test_both_services_log_json_lines_with_the_request_id(
-    user_service_url: str, folder: Path
+def test_both_services_log_json_lines_with_the_request_id_and_the_caller(
+    frontend_web: httpx.Client, folder: Path
 ) -> None:
-    httpx.post(
-        f"{user_service_url}/accounts",
-        json={"username": "erin", "password": "wrong-password"},
+    frontend_web.post(
+        "/accounts",
+        json={"username": "erin", "password": WRONG_PASSWORD},
         headers={"X-Request-ID": "e2e-trace-1"},
-        timeout=30,
     )
-    for log in ("user-service.log", "auth-service.log"):
+    for log, caller in (("user-service.log", FRONTEND_WEB), ("auth-service.log", USER_SERVICE)):
         # A request's line is written once its answer has gone: poll for it.
         deadline = time.monotonic() + 10
         traced: list[dict[str, object]] = []
@@ -105,7 +90,27 @@ def test_both_services_log_json_lines_with_the_request_id(
             traced = [
                 entry
                 for entry in _log_entries(folder / log)
-                if entry.get("request_id") == "e2e-trace-1"
+                if entry.get("request_id") == "e2e-trace-1" and "client" in entry
             ]
             time.sleep(0 if traced else 0.05)
-        assert traced, f"{log} has no line for request e2e-trace-1"
+        assert traced, f"{log} has no line naming the client of request e2e-trace-1"
+        assert {entry["client"] for entry in traced} == {caller}
+
+
+def test_a_call_without_the_callers_token_is_refused_at_each_hop(system: System) -> None:
+    body = {"username": ALICE, "password": ALICE_PASSWORD}
+    verify = verified(system.tls)
+    for provider, token in (
+        (system.users, system.user_service_token),  # auth-service's token, not user-service's
+        (system.auth, system.frontend_token),  # user-service's token, not auth-service's
+    ):
+        path = "/accounts" if provider is system.users else "/auth/validate"
+        anonymous = httpx.post(f"{provider.url}{path}", json=body, verify=verify, timeout=30)
+        wrong = httpx.post(
+            f"{provider.url}{path}", json=body, headers=token.headers, verify=verify, timeout=30
+        )
+        assert (anonymous.status_code, wrong.status_code) == (401, 401), provider.name
+        assert anonymous.json()["code"] == wrong.json()["code"] == "invalid_token"
+        assert wrong.headers["WWW-Authenticate"] == (
+            f'Bearer realm="{provider.name}", error="invalid_token"'
+        )

@@ -6,6 +6,8 @@ username comes in several spellings that PRECIS maps to one canonical form.
 The workers share one listening socket and whichever is awake first accepts,
 so a race may reach only one of them: races go on, each for a new username,
 until one has reached both (told by their metrics files, one per worker).
+Both hops run over HTTPS, each caller with its client token: the races as
+frontend-web's, user-service to a stand-in auth-service.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,12 +26,16 @@ import pytest
 
 from tests.e2e.worker_processes import requests_by_worker, serving, wait_for_counted
 from tests.support.postgres import drop_schema, new_schema, postgres_url
-from tests.support.servers import (
-    HOST,
-    free_port,
-    run_process,
-    venv_command,
-    wait_for_startups,
+from tests.support.system import (
+    FRONTEND_WEB,
+    TO_AUTH_SERVICE,
+    USER_SERVICE,
+    ClientToken,
+    ServiceProcess,
+    add_client,
+    caller_settings,
+    stand_in_token,
+    verified,
 )
 from tests.user_service.stand_in_auth import serve_stand_in
 
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from tests.support.tls import TestTls
     from tests.user_service.stand_in_auth import StandInAuthService
 
 pytestmark = pytest.mark.e2e
@@ -59,9 +67,66 @@ def spellings(canonical: str) -> tuple[str, str, str]:
 
 
 @pytest.fixture(scope="module")
-def stand_in_auth() -> Iterator[StandInAuthService]:
-    with serve_stand_in() as stand_in:  # answers {"valid": true}
+def stand_in_auth(test_tls: TestTls) -> Iterator[StandInAuthService]:
+    with serve_stand_in(tls=test_tls) as stand_in:  # answers {"valid": true}
         yield stand_in
+
+
+@pytest.fixture(scope="module")
+def auth_token(tmp_path_factory: pytest.TempPathFactory) -> ClientToken:
+    """user-service's token for the stand-in auth-service, which checks none."""
+    return stand_in_token(TO_AUTH_SERVICE, tmp_path_factory.mktemp("auth-token"))
+
+
+@dataclass(frozen=True)
+class Hops:
+    """What a user-service of these tests calls, and how these tests call it.
+
+    Attributes:
+        auth: The stand-in auth-service, over HTTPS.
+        auth_token: user-service's token for it.
+        tls: The certificate of both hops.
+    """
+
+    auth: StandInAuthService
+    auth_token: ClientToken
+    tls: TestTls
+
+    def settings(self, database_url: str) -> dict[str, str]:
+        """user-service's settings: ``database_url``, and the stand-in over HTTPS with the token."""
+        return {
+            "USER_SERVICE_DATABASE_URL": database_url,
+            **caller_settings(TO_AUTH_SERVICE, self.auth.base_url, self.auth_token, self.tls),
+        }
+
+    def frontend_web(self, database_url: str, folder: Path) -> Caller:
+        """Register frontend-web with the user-service of ``database_url``; the caller it makes."""
+        settings = {"USER_SERVICE_DATABASE_URL": database_url}
+        return Caller(add_client(USER_SERVICE, FRONTEND_WEB, settings, folder), self.tls)
+
+    def every_call_carried_the_token(self) -> bool:
+        """Whether every call the stand-in received so far carried user-service's token."""
+        expected = self.auth_token.headers["Authorization"]
+        return all(received.authorization == expected for received in self.auth.received)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """How the races call user-service: as frontend-web, with its token, over HTTPS."""
+
+    token: ClientToken
+    tls: TestTls
+
+
+@pytest.fixture
+def hops(
+    stand_in_auth: StandInAuthService, auth_token: ClientToken, test_tls: TestTls
+) -> Iterator[Hops]:
+    stand_in_auth.reset()
+    hops = Hops(stand_in_auth, auth_token, test_tls)
+    yield hops
+    assert stand_in_auth.received, "no call reached auth-service"
+    assert hops.every_call_carried_the_token()
 
 
 @pytest.fixture
@@ -88,40 +153,42 @@ def user_service(
     log_path: Path,
     *,
     database_url: str,
-    auth_url: str,
+    hops: Hops,
     workers: int | None = None,
     metrics: Path | None = None,
 ) -> Iterator[str]:
-    """Run ``user-service serve`` until every worker is up; yield its base URL.
+    """Run ``user-service serve`` over HTTPS until every worker is up; yield its base URL.
 
     Args:
         log_path: Where its output goes.
         database_url: Its account store.
-        auth_url: Its auth-service.
+        hops: Its auth-service, and the certificate it serves.
         workers: ``--workers N``; one, the default, if ``None``.
         metrics: The multiprocess directory its workers share, kept for the test to read.
     """
-    port = free_port()
-    command = [venv_command("user-service"), "serve", "--host", HOST, "--port", str(port)]
-    env = {"USER_SERVICE_AUTH_URL": auth_url, "USER_SERVICE_DATABASE_URL": database_url}
+    env = hops.settings(database_url)
     if metrics is not None:
         metrics.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-    with run_process(
-        [*command, *(["--workers", str(workers)] if workers else [])],
-        port=port,
-        env=env,
-        log_path=log_path,
-    ) as process:
-        wait_for_startups(log_path, workers or 1, process)
-        yield f"http://{HOST}:{port}"
+    service = ServiceProcess(
+        USER_SERVICE,
+        env,
+        log_path,
+        hops.tls,
+        options=("--workers", str(workers)) if workers else (),
+        workers=workers or 1,
+    )
+    with service.running():
+        yield service.url
 
 
-async def _race(base_urls: list[str], canonical: str) -> list[httpx.Response]:
+async def _race(base_urls: list[str], canonical: str, caller: Caller) -> list[httpx.Response]:
     """Send CONCURRENT requests for one user at once, spread over ``base_urls`` and spellings."""
     names = spellings(canonical)
     limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=15, limits=limits) as http:
+    async with httpx.AsyncClient(
+        timeout=15, limits=limits, headers=caller.token.headers, verify=verified(caller.tls)
+    ) as http:
         return await asyncio.gather(
             *(
                 http.post(
@@ -133,8 +200,8 @@ async def _race(base_urls: list[str], canonical: str) -> list[httpx.Response]:
         )
 
 
-def race(base_urls: list[str], canonical: str = CANONICAL) -> list[httpx.Response]:
-    return asyncio.run(_race(base_urls, canonical))
+def race(base_urls: list[str], caller: Caller, canonical: str = CANONICAL) -> list[httpx.Response]:
+    return asyncio.run(_race(base_urls, canonical, caller))
 
 
 def assert_exactly_one_created(responses: list[httpx.Response], canonical: str = CANONICAL) -> None:
@@ -149,7 +216,7 @@ def assert_exactly_one_created(responses: list[httpx.Response], canonical: str =
     }
 
 
-def race_until_every_worker_is_reached(base_url: str, metrics: Path) -> list[str]:
+def race_until_every_worker_is_reached(base_url: str, metrics: Path, caller: Caller) -> list[str]:
     """Race for new usernames until one race has reached every worker; return the usernames.
 
     Each race must create exactly one account.
@@ -158,7 +225,7 @@ def race_until_every_worker_is_reached(base_url: str, metrics: Path) -> list[str
     for number in range(MAX_RACES):
         canonical = CANONICAL + "abcdefgh"[:number]
         before = requests_by_worker(metrics, CREATES)
-        assert_exactly_one_created(race([base_url], canonical), canonical)
+        assert_exactly_one_created(race([base_url], caller, canonical), canonical)
         created.append(canonical)
         after = wait_for_counted(metrics, CREATES, CONCURRENT * len(created))
         this_race = {pid: count - before.get(pid, 0) for pid, count in after.items()}
@@ -177,56 +244,57 @@ async def _usernames_in(url: str, schema: str) -> list[str]:
 
 
 def test_workers_on_postgres_create_one_account_for_racing_requests(
-    tmp_path: Path, stand_in_auth: StandInAuthService, postgres_schema: tuple[str, str]
+    tmp_path: Path, hops: Hops, postgres_schema: tuple[str, str]
 ) -> None:
     url, schema = postgres_schema
+    database_url = with_search_path(url, schema)
+    caller = hops.frontend_web(database_url, tmp_path)
 
     with user_service(
         tmp_path / "user-service.log",
-        database_url=with_search_path(url, schema),
-        auth_url=stand_in_auth.base_url,
+        database_url=database_url,
+        hops=hops,
         workers=WORKERS,
         metrics=tmp_path / "metrics",
     ) as base_url:
-        created = race_until_every_worker_is_reached(base_url, tmp_path / "metrics")
+        created = race_until_every_worker_is_reached(base_url, tmp_path / "metrics", caller)
 
     # The tables are in the schema the URL's options named: asyncpg passed them on.
     assert sorted(asyncio.run(_usernames_in(url, schema))) == created
 
 
 def test_replicas_on_one_postgres_schema_create_one_account_for_racing_requests(
-    tmp_path: Path, stand_in_auth: StandInAuthService, postgres_schema: tuple[str, str]
+    tmp_path: Path, hops: Hops, postgres_schema: tuple[str, str]
 ) -> None:
     url, schema = postgres_schema
     database_url = with_search_path(url, schema)
+    caller = hops.frontend_web(database_url, tmp_path)
 
     with (
-        user_service(
-            tmp_path / "replica-a.log", database_url=database_url, auth_url=stand_in_auth.base_url
-        ) as replica_a,
-        user_service(
-            tmp_path / "replica-b.log", database_url=database_url, auth_url=stand_in_auth.base_url
-        ) as replica_b,
+        user_service(tmp_path / "replica-a.log", database_url=database_url, hops=hops) as replica_a,
+        user_service(tmp_path / "replica-b.log", database_url=database_url, hops=hops) as replica_b,
     ):
-        responses = race([replica_a, replica_b])
+        responses = race([replica_a, replica_b], caller)
 
     assert_exactly_one_created(responses)
     assert asyncio.run(_usernames_in(url, schema)) == [CANONICAL]
 
 
 def test_workers_on_sqlite_create_one_account_for_racing_requests(
-    tmp_path: Path, stand_in_auth: StandInAuthService
+    tmp_path: Path, hops: Hops
 ) -> None:
     database = tmp_path / "accounts.db"
+    database_url = f"sqlite:///{database}"
+    caller = hops.frontend_web(database_url, tmp_path)
 
     with user_service(
         tmp_path / "user-service.log",
-        database_url=f"sqlite:///{database}",
-        auth_url=stand_in_auth.base_url,
+        database_url=database_url,
+        hops=hops,
         workers=WORKERS,
         metrics=tmp_path / "metrics",
     ) as base_url:
-        created = race_until_every_worker_is_reached(base_url, tmp_path / "metrics")
+        created = race_until_every_worker_is_reached(base_url, tmp_path / "metrics", caller)
 
     with contextlib.closing(sqlite3.connect(database)) as connection:
         rows = connection.execute("SELECT username FROM accounts ORDER BY username").fetchall()

@@ -1,7 +1,8 @@
 """``serve --workers N``: what uvicorn's supervisor does when a worker dies, hangs or cannot start.
 
-Every test runs ``user-service serve`` as a real process and watches its
-workers through ``/proc``. The supervisor checks its workers every half
+Every test runs ``user-service serve`` as a real process, serving HTTPS, and
+watches its workers through ``/proc``; its requests come as frontend-web's,
+with frontend-web's client token. The supervisor checks its workers every half
 second: it pings each (answered by a thread of the worker) and replaces one
 that has exited or has not answered within 5 s. It stops with exit code 3 if a
 worker could not start, rather than starting another.
@@ -28,15 +29,26 @@ from tests.support.servers import (
     HOST,
     STARTED,
     free_port,
-    run_process,
     venv_command,
     wait_for_port,
     wait_for_startups,
+)
+from tests.support.system import (
+    FRONTEND_WEB,
+    USER_SERVICE,
+    ServiceProcess,
+    add_client,
+    https_settings,
+    tls_connection,
+    verified,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from tests.support.system import ClientToken
+    from tests.support.tls import TestTls
 
 pytestmark = pytest.mark.e2e
 
@@ -48,16 +60,20 @@ EXIT_WITHIN = 60.0
 GRACEFUL_SECONDS = 5
 
 
-def request_head(length: int) -> bytes:
-    """The head of a ``POST /accounts`` whose body has ``length`` bytes."""
+def request_head(length: int, caller: ClientToken) -> bytes:
+    """The head of a ``POST /accounts`` from ``caller`` whose body has ``length`` bytes."""
+    authorization = caller.headers["Authorization"].encode()
     return (
         b"POST /accounts HTTP/1.1\r\nHost: user-service\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n" % length
+        b"authorization: %s\r\ncontent-length: %d\r\n\r\n" % (authorization, length)
     )
 
 
-# Headers, and the first byte of a body of 100: the request stays in flight until the rest comes.
-UNFINISHED_REQUEST = request_head(100) + b"{"
+def unfinished_request(caller: ClientToken) -> bytes:
+    """Headers, and the first byte of a body of 100: in flight until the rest comes."""
+    return request_head(100, caller) + b"{"
+
+
 FINISHED_SERVER = re.compile(r'"message": "Finished server process \[(\d+)\]"')
 GRACE_EXCEEDED = re.compile(r'"message": "Cancel \d+ running task\(s\), timeout graceful shutdown')
 
@@ -78,34 +94,39 @@ def read_log(log_path: Path) -> str:
     return log_path.read_text(encoding="utf-8", errors="replace")
 
 
+def frontend_web(tmp_path: Path) -> ClientToken:
+    """Register frontend-web with the user-service of ``tmp_path``: the token its calls carry."""
+    return add_client(USER_SERVICE, FRONTEND_WEB, database_env(tmp_path), tmp_path)
+
+
 @contextlib.contextmanager
 def workers_serving(
-    tmp_path: Path, *options: str, workers: int = WORKERS
+    tmp_path: Path, tls: TestTls, *options: str, workers: int = WORKERS
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    """Run ``user-service serve --workers N`` until every worker is up.
+    """Run ``user-service serve --workers N`` over HTTPS until every worker is up.
 
     Yields:
         The supervisor, its port and its log file.
     """
-    port = free_port()
-    log_path = tmp_path / "user-service.log"
-    with run_process(
-        command(port, "--workers", str(workers), *options),
-        port=port,
-        env=database_env(tmp_path),
-        log_path=log_path,
-    ) as supervisor:
-        wait_for_startups(log_path, workers, supervisor)
+    service = ServiceProcess(
+        USER_SERVICE,
+        database_env(tmp_path),
+        tmp_path / "user-service.log",
+        tls,
+        options=("--workers", str(workers), *options),
+        workers=workers,
+    )
+    with service.running() as supervisor:
         wait_until(
             lambda: len(worker_pids(supervisor.pid)) == workers,
             timeout=REPLACED_WITHIN,
             what=f"{workers} workers",
         )
-        yield supervisor, port, log_path
+        yield supervisor, service.port, service.log_path
 
 
-def livez(port: int) -> int:
-    return httpx.get(f"http://{HOST}:{port}/livez", timeout=10).status_code
+def livez(port: int, tls: TestTls) -> int:
+    return httpx.get(f"https://{HOST}:{port}/livez", timeout=10, verify=verified(tls)).status_code
 
 
 def replacement_of(supervisor: int, gone: int) -> list[int] | None:
@@ -114,8 +135,8 @@ def replacement_of(supervisor: int, gone: int) -> list[int] | None:
     return workers if len(workers) == WORKERS and gone not in workers else None
 
 
-def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
-    with workers_serving(tmp_path) as (supervisor, port, log_path):
+def test_a_killed_worker_is_replaced(tmp_path: Path, test_tls: TestTls) -> None:
+    with workers_serving(tmp_path, test_tls) as (supervisor, port, log_path):
         first, second = worker_pids(supervisor.pid)
         os.kill(first, signal.SIGKILL)  # as the out-of-memory killer would
 
@@ -127,15 +148,15 @@ def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
         wait_for_startups(log_path, WORKERS + 1, supervisor)
 
         assert second in workers
-        assert livez(port) == 200
+        assert livez(port, test_tls) == 200
         assert supervisor.poll() is None
         assert f"Child process [{first}] died" in read_log(log_path)
 
 
 def test_a_worker_that_exits_by_itself_is_replaced_and_the_others_serve_on(
-    tmp_path: Path,
+    tmp_path: Path, test_tls: TestTls
 ) -> None:
-    with workers_serving(tmp_path) as (supervisor, port, log_path):
+    with workers_serving(tmp_path, test_tls) as (supervisor, port, log_path):
         first, second = worker_pids(supervisor.pid)
         os.kill(first, signal.SIGTERM)  # it shuts down cleanly and exits with 0
 
@@ -147,15 +168,15 @@ def test_a_worker_that_exits_by_itself_is_replaced_and_the_others_serve_on(
         wait_for_startups(log_path, WORKERS + 1, supervisor)
 
         assert second in workers
-        assert livez(port) == 200
+        assert livez(port, test_tls) == 200
         assert supervisor.poll() is None  # a clean exit of one worker does not stop the service
         log = read_log(log_path)
         assert str(first) in FINISHED_SERVER.findall(log)
         assert f"Child process [{first}] died" in log
 
 
-def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
-    with workers_serving(tmp_path) as (supervisor, port, log_path):
+def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path, test_tls: TestTls) -> None:
+    with workers_serving(tmp_path, test_tls) as (supervisor, port, log_path):
         first, second = worker_pids(supervisor.pid)
         stopped_at = time.monotonic()
         os.kill(first, signal.SIGSTOP)  # it can no longer answer the supervisor's ping
@@ -175,17 +196,18 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
         assert not is_running(first)
         # Not before its ping had gone unanswered for the whole timeout.
         assert replaced_after >= HEALTHCHECK_SECONDS
-        assert livez(port) == 200
+        assert livez(port, test_tls) == 200
         assert f"Child process [{first}] died" in read_log(log_path)
 
 
-def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path, test_tls: TestTls) -> None:
+    caller = frontend_web(tmp_path)
     with (
-        workers_serving(tmp_path) as (supervisor, port, log_path),
-        socket.create_connection((HOST, port), timeout=30) as client,
+        workers_serving(tmp_path, test_tls) as (supervisor, port, log_path),
+        tls_connection(port, test_tls) as client,
     ):
         body = b'{"username": "", "password": "pw-e2e-drain-51c3"}'
-        client.sendall(request_head(len(body)) + body[:1])
+        client.sendall(request_head(len(body), caller) + body[:1])
         wait_until(
             lambda: holder(port, client, worker_pids(supervisor.pid)),
             timeout=10,
@@ -199,7 +221,11 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
             what="the worker holding the request waits for it",
         )
         client.sendall(body[1:])
-        answer = client.makefile("rb").read()  # until the worker closes the connection
+        with client.makefile("rb") as answered:
+            answer = answered.read()  # until the worker closes the connection
+        # As a client does once answered "connection: close": over TLS, the worker's
+        # end stays open until this one closes too.
+        client.close()
         exit_code = supervisor.wait(timeout=EXIT_WITHIN)
 
     status_line, _, rest = answer.partition(b"\r\n")
@@ -210,21 +236,22 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
     assert GRACE_EXCEEDED.findall(read_log(log_path)) == []
 
 
-def test_sigterm_stops_every_worker_at_once_within_the_graceful_timeout(tmp_path: Path) -> None:
+def test_sigterm_stops_every_worker_at_once_within_the_graceful_timeout(
+    tmp_path: Path, test_tls: TestTls
+) -> None:
     workers = 3
+    caller = frontend_web(tmp_path)
     with (
-        workers_serving(tmp_path, "--graceful-timeout", str(GRACEFUL_SECONDS), workers=workers) as (
-            supervisor,
-            port,
-            log_path,
-        ),
+        workers_serving(
+            tmp_path, test_tls, "--graceful-timeout", str(GRACEFUL_SECONDS), workers=workers
+        ) as (supervisor, port, log_path),
         contextlib.ExitStack() as clients,
     ):
         pids = worker_pids(supervisor.pid)
         held: dict[int, socket.socket] = {}
         for _ in range(100):  # until every worker holds a request that never finishes
-            client = clients.enter_context(socket.create_connection((HOST, port), timeout=30))
-            client.sendall(UNFINISHED_REQUEST)
+            client = clients.enter_context(tls_connection(port, test_tls))
+            client.sendall(unfinished_request(caller))
             pid = wait_until(
                 functools.partial(holder, port, client, pids),
                 timeout=10,
@@ -255,8 +282,8 @@ def test_sigterm_stops_every_worker_at_once_within_the_graceful_timeout(tmp_path
     assert [pid for pid in pids if is_running(pid)] == []
 
 
-def test_sighup_replaces_every_worker(tmp_path: Path) -> None:
-    with workers_serving(tmp_path) as (supervisor, port, log_path):
+def test_sighup_replaces_every_worker(tmp_path: Path, test_tls: TestTls) -> None:
+    with workers_serving(tmp_path, test_tls) as (supervisor, port, log_path):
         old = set(worker_pids(supervisor.pid))
         supervisor.send_signal(signal.SIGHUP)
 
@@ -272,15 +299,15 @@ def test_sighup_replaces_every_worker(tmp_path: Path) -> None:
         wait_for_startups(log_path, 2 * WORKERS, supervisor)
 
         assert supervisor.poll() is None
-        assert livez(port) == 200
+        assert livez(port, test_tls) == 200
         log = read_log(log_path)
         assert "Received SIGHUP, restarting processes." in log
         assert old <= {int(pid) for pid in FINISHED_SERVER.findall(log)}
         assert new.isdisjoint(old)
 
 
-def test_sigttin_adds_a_worker_and_sigttou_removes_one(tmp_path: Path) -> None:
-    with workers_serving(tmp_path) as (supervisor, port, log_path):
+def test_sigttin_adds_a_worker_and_sigttou_removes_one(tmp_path: Path, test_tls: TestTls) -> None:
+    with workers_serving(tmp_path, test_tls) as (supervisor, port, log_path):
         supervisor.send_signal(signal.SIGTTIN)
         wait_until(
             lambda: len(worker_pids(supervisor.pid)) == WORKERS + 1,
@@ -297,7 +324,7 @@ def test_sigttin_adds_a_worker_and_sigttou_removes_one(tmp_path: Path) -> None:
         )
 
         assert supervisor.poll() is None
-        assert livez(port) == 200
+        assert livez(port, test_tls) == 200
 
 
 def run_to_exit(args: list[str], env: dict[str, str], log_path: Path) -> tuple[int, float]:
@@ -363,7 +390,7 @@ def test_a_worker_whose_start_up_fails_stops_the_supervisor(tmp_path: Path) -> N
 
 
 def test_workers_outlive_a_killed_supervisor_until_their_process_group_is_stopped(
-    tmp_path: Path,
+    tmp_path: Path, test_tls: TestTls
 ) -> None:
     port = free_port()
     log_path = tmp_path / "user-service.log"
@@ -371,7 +398,7 @@ def test_workers_outlive_a_killed_supervisor_until_their_process_group_is_stoppe
     with log_path.open("ab") as log:
         supervisor = subprocess.Popen(
             command(port, "--workers", str(WORKERS)),
-            env={**os.environ, **database_env(tmp_path)},
+            env={**os.environ, **database_env(tmp_path), **https_settings(USER_SERVICE, test_tls)},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -391,7 +418,7 @@ def test_workers_outlive_a_killed_supervisor_until_their_process_group_is_stoppe
         supervisor.wait(timeout=EXIT_WITHIN)
 
         assert all(is_running(pid) for pid in workers)
-        assert livez(port) == 200  # nobody watches them, but they serve on
+        assert livez(port, test_tls) == 200  # nobody watches them, but they serve on
 
         os.killpg(supervisor.pid, signal.SIGTERM)
         wait_until(
@@ -412,4 +439,4 @@ def test_workers_outlive_a_killed_supervisor_until_their_process_group_is_stoppe
     # Nobody removed the workers' metrics directory either.
     assert len(list(tmp_path.glob("servicekit-metrics-*"))) == 1
     with pytest.raises(httpx.ConnectError):
-        livez(port)
+        livez(port, test_tls)

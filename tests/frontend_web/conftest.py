@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from frontend_web.factory import create_app
 from frontend_web.settings import Settings
@@ -16,6 +17,7 @@ from tests.frontend_web.stand_in_user_service import (
     created,
     running_stand_in,
 )
+from tests.support.log_scan import register_secret
 from tests.support.servers import serve_in_thread
 
 if TYPE_CHECKING:
@@ -26,6 +28,10 @@ PASSWORD = "pw-7f3c9e-never-echo-me"
 OTHER_PASSWORD = "pw-5d1a0b-never-echo-me"
 # Short, so that the tests of an in-flight twin do not wait for long.
 RETRY_DELAYS = (0.01, 0.02)
+# Far above what the tests post in a minute: only test_rate_limit.py meets the limit.
+UNREACHED_RATE_LIMIT = "100000/minute"
+# The client token frontend-web sends the stand-in user-service.
+USER_SERVICE_TOKEN = register_secret("tok-frontend-web-for-user-service-2f6d")
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,11 @@ def user_service(running_user_service: StandInUserService) -> StandInUserService
 
 @pytest.fixture(scope="session")
 def frontend_url(running_user_service: StandInUserService) -> Iterator[str]:
-    settings = Settings(user_service_url=running_user_service.base_url)
+    settings = Settings(
+        user_service_url=running_user_service.base_url,
+        user_service_token=SecretStr(USER_SERVICE_TOKEN),
+        rate_limit=UNREACHED_RATE_LIMIT,
+    )
     with serve_in_thread(create_app(settings, in_flight_retry_delays=RETRY_DELAYS)) as url:
         yield url
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
+    from tests.support.tls import TestTls
+
 
 class Gate:
     """Holds the requests answered with it until :meth:`open` is called (at most 30 s)."""
@@ -86,6 +88,11 @@ class Received:
         return self.headers.get("idempotency-key")
 
     @property
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header, as sent."""
+        return self.headers.get("authorization")
+
+    @property
     def budget_ms(self) -> str | None:
         """The ``X-Time-Budget-Ms`` header, as sent."""
         return self.headers.get("x-time-budget-ms")
@@ -119,6 +126,13 @@ TAKEN_TEXT = "Username already taken"
 IN_PROGRESS = problem(409, IN_PROGRESS_TEXT, "idempotency_key_in_progress")
 TAKEN = problem(409, TAKEN_TEXT, "username_taken")
 INVALID = problem(401, "Invalid credentials", "invalid_credentials")
+TOKEN_REFUSED = problem(
+    401,
+    "Unknown client token",
+    "invalid_token",
+    {"WWW-Authenticate": 'Bearer realm="user-service", error="invalid_token"'},
+)
+"""user-service's 401 to a request without a registered client's token (it has a challenge)."""
 
 
 class StandInUserService:
@@ -155,9 +169,9 @@ class StandInUserService:
 
 
 @contextmanager
-def running_stand_in() -> Iterator[StandInUserService]:
-    """Serve a stand-in user-service on a free port."""
+def running_stand_in(*, tls: TestTls | None = None) -> Iterator[StandInUserService]:
+    """Serve a stand-in user-service on a free port, over HTTPS with ``tls``."""
     stand_in = StandInUserService()
-    with serve_in_thread(stand_in.app) as base_url:
+    with serve_in_thread(stand_in.app, tls=tls) as base_url:
         stand_in.base_url = base_url
         yield stand_in

@@ -185,12 +185,12 @@ def test_lifespan_opens_the_given_client_and_closes_it() -> None:
 
 
 def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FRONTEND_WEB_USER_SERVICE_URL", "http://users.from-env.test:9000")
+    monkeypatch.setenv("FRONTEND_WEB_USER_SERVICE_URL", "https://users.from-env.test:9000")
 
     app = create_app()
 
     with serve_in_thread(app):
-        assert service_state_of(app).client.base_url == "http://users.from-env.test:9000"
+        assert service_state_of(app).client.base_url == "https://users.from-env.test:9000"
 
 
 def test_user_service_url_defaults_to_local_port_8000(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from frontend_web.signup import too_many_attempts
-from tests.frontend_web.conftest import OTHER_PASSWORD, PASSWORD, Form, FormBrowser
+from tests.frontend_web.conftest import (
+    OTHER_PASSWORD,
+    PASSWORD,
+    USER_SERVICE_TOKEN,
+    Form,
+    FormBrowser,
+)
 from tests.frontend_web.html import Element, parse
 from tests.frontend_web.stand_in_user_service import (
     IN_PROGRESS,
@@ -18,6 +24,7 @@ from tests.frontend_web.stand_in_user_service import (
     INVALID,
     TAKEN,
     TAKEN_TEXT,
+    TOKEN_REFUSED,
     Reply,
     StandInUserService,
     created,
@@ -371,6 +378,48 @@ def test_retry_after_of_a_503_is_passed_on(
     user_service.script(detail(503, "down", {"Retry-After": "5"}))
 
     assert visitor.submit().headers["retry-after"] == "5"
+
+
+def test_every_sign_up_carries_frontend_webs_token(
+    visitor: FormBrowser, user_service: StandInUserService
+) -> None:
+    visitor.submit()
+    visitor.submit()
+
+    assert [r.authorization for r in user_service.received] == [f"Bearer {USER_SERVICE_TOKEN}"] * 2
+
+
+def test_a_refused_client_token_is_the_unavailable_page_and_an_error_naming_the_settings(
+    visitor: FormBrowser, user_service: StandInUserService, caplog: pytest.LogCaptureFixture
+) -> None:
+    form = visitor.open_form()
+    user_service.script(TOKEN_REFUSED)
+
+    response = visitor.submit(form=form)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "60"
+    page = parse(response.text)
+    assert alert_text(page).endswith(UNAVAILABLE)
+    assert "Invalid credentials" not in response.text
+    assert USER_SERVICE_TOKEN not in response.text
+    assert "FRONTEND_WEB_" not in response.text
+    assert page.by_id("username").get("value") == "alice"
+    [logged] = [r for r in caplog.records if r.name == "frontend_web" and r.levelname == "ERROR"]
+    message = logged.getMessage()
+    assert "FRONTEND_WEB_USER_SERVICE_TOKEN_FILE or FRONTEND_WEB_USER_SERVICE_TOKEN" in message
+    assert USER_SERVICE_TOKEN not in caplog.text
+
+
+def test_a_401_without_a_challenge_still_says_invalid_credentials(
+    visitor: FormBrowser, user_service: StandInUserService
+) -> None:
+    user_service.script(INVALID)
+
+    response = visitor.submit()
+
+    assert response.status_code == 422
+    assert "Invalid credentials" in alert_text(parse(response.text))
 
 
 @pytest.fixture

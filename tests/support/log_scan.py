@@ -1,4 +1,4 @@
-"""A scan of every log written during the test run for the passwords the tests use.
+"""A scan of every log written during the test run for the passwords and tokens the tests use.
 
 Two kinds of log are scanned, and nothing else:
 
@@ -11,7 +11,9 @@ Two kinds of log are scanned, and nothing else:
 Pact files, databases and test sources hold these passwords legitimately; they
 are never registered, so they are never scanned. At the end of the session
 ``tests/conftest.py`` scans the registered files; a password found in any of
-them is listed in the terminal summary and fails the session.
+them is listed in the terminal summary and fails the session. The client
+tokens the tests make are random, so each is registered as it is made
+(:func:`register_secret`) and looked for too.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ TEST_PASSWORDS: tuple[str, ...] = (
     "wrong-password",
     "guess-number-eleven",
     "tried-during-the-rush",
+    "sent-with-a-revoked-token",
     "pw-7f3c9e-never-echo-me",
     "pw-5d1a0b-never-echo-me",
     "pässwörd with spaces",
@@ -125,6 +128,7 @@ class LogRegistry:
             when :meth:`start` finds none.
         files: Every log file registered so far, in order.
         leaks: What :meth:`finish` found.
+        secrets: The tokens registered so far, looked for beside the test passwords.
         unscanned: Registered files that :meth:`finish` could not find, because
             something deleted them before the end of the session.
         handler_was_removed: Whether :meth:`finish` found that something had
@@ -136,6 +140,7 @@ class LogRegistry:
     files: list[Path] = field(default_factory=list)
     leaks: list[Leak] = field(default_factory=list)
     unscanned: list[Path] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list, repr=False)
     handler_was_removed: bool = False
     _handler: logging.FileHandler | None = field(default=None, init=False, repr=False)
     _logger: logging.Logger | None = field(default=None, init=False, repr=False)
@@ -195,14 +200,19 @@ class LogRegistry:
         handler.close()
         self._handler = None
 
-    def finish(self, session: Session, passwords: Iterable[str] = TEST_PASSWORDS) -> list[Leak]:
+    def register_secret(self, secret: str) -> None:
+        """Have ``secret`` (a token a test made) looked for in the logs at the end."""
+        self.secrets.append(secret)
+
+    def finish(self, session: Session, passwords: Iterable[str] | None = None) -> list[Leak]:
         """Stop the in-process log, scan every registered file, and fail ``session`` on a leak.
 
         Without a leak, the folder is removed; with one, it is kept for reading.
 
         Args:
             session: The session, whose exit status becomes ``TESTS_FAILED`` on a leak.
-            passwords: What to look for.
+            passwords: What to look for; the test passwords and the registered
+                secrets when omitted.
 
         Returns:
             The leaks found, also kept in :attr:`leaks`.
@@ -210,6 +220,8 @@ class LogRegistry:
         self.handler_was_removed = self.detached()
         self.stop()
         self.unscanned = [path for path in self.files if not path.is_file()]
+        if passwords is None:
+            passwords = (*TEST_PASSWORDS, *self.secrets)
         self.leaks = scan(self.files, passwords)
         if self.leaks:
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
@@ -228,15 +240,15 @@ class LogRegistry:
                 " during the run; later in-process records were not scanned"
             )
         if self.leaks:
-            lines.append(f"FAILED: {len(self.leaks)} test password(s) found in logs:")
+            lines.append(f"FAILED: {len(self.leaks)} test password(s) or token(s) found in logs:")
             lines.extend(f"  {leak}" for leak in self.leaks)
         else:
-            lines.append("no test password found")
+            lines.append("no test password or token found")
         return lines
 
     def write_summary(self, terminalreporter: TerminalReporter) -> None:
         """Add the scan's section to the terminal summary, in red if a password was found."""
-        terminalreporter.section("test passwords in logs", red=bool(self.leaks))
+        terminalreporter.section("test passwords and tokens in logs", red=bool(self.leaks))
         for line in self.summary_lines():
             terminalreporter.write_line(line, red=line.startswith(("FAILED", "  ")))
 
@@ -248,3 +260,9 @@ SESSION = LogRegistry()
 def register_log(path: Path) -> None:
     """Have the log file at ``path`` scanned at the end of this session."""
     SESSION.register(path)
+
+
+def register_secret(secret: str) -> str:
+    """Have ``secret`` looked for in this session's logs at its end; return it."""
+    SESSION.register_secret(secret)
+    return secret

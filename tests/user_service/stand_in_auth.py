@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
+    from tests.support.tls import TestTls
+
 VALIDATE_PATH = "/auth/validate"
 
 # A stalled answer waits for the caller to hang up, but never longer than this,
@@ -62,6 +64,16 @@ def raw_reply(body: bytes, *, status: int = 200, content_type: str = "text/plain
     return Reply(status=status, body=body, content_type=content_type)
 
 
+def token_refused(*, error: str | None = "invalid_token") -> Reply:
+    """auth-service's 401 to a request without a registered client's token."""
+    challenge = 'Bearer realm="auth-service"' + (f', error="{error}"' if error else "")
+    return Reply(
+        status=401,
+        body=json.dumps({"detail": "Unknown client token", "code": "invalid_token"}).encode(),
+        headers=(("WWW-Authenticate", challenge),),
+    )
+
+
 def slow_reply() -> Reply:
     """A verdict that comes too late for any caller with a short timeout."""
     return Reply(stall="headers")
@@ -82,6 +94,7 @@ class Received:
     body: bytes
     request_id: str | None = None
     budget_ms: str | None = None
+    authorization: str | None = None
 
     def json(self) -> object:
         """The body parsed as JSON."""
@@ -118,6 +131,7 @@ class StandInAuthService:
                 body=await request.body(),
                 request_id=request.headers.get("x-request-id"),
                 budget_ms=request.headers.get("x-time-budget-ms"),
+                authorization=request.headers.get("authorization"),
             )
         )
         reply = self.reply
@@ -148,9 +162,9 @@ async def _wait_for_hang_up(request: Request) -> None:
 
 
 @contextmanager
-def serve_stand_in() -> Iterator[StandInAuthService]:
-    """Serve a new stand-in on a free port; its ``base_url`` is set while it runs."""
+def serve_stand_in(*, tls: TestTls | None = None) -> Iterator[StandInAuthService]:
+    """Serve a new stand-in on a free port, HTTPS with ``tls``; ``base_url`` is set meanwhile."""
     stand_in = StandInAuthService()
-    with serve_in_thread(stand_in.app) as base_url:
+    with serve_in_thread(stand_in.app, tls=tls) as base_url:
         stand_in.base_url = base_url
         yield stand_in

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.user_service.client_headers import caller_headers
 from tests.user_service.stub_verifier import RecordingVerifier
 from user_service import create_app
 from user_service.accounts import InMemoryAccountStore, UserAccount
@@ -31,9 +32,10 @@ PASSWORD = "pw-7f3c9e-never-echo-me"  # distinctive, so a leak in a response is 
 
 @dataclass(frozen=True)
 class Client:
-    """Calls one app in-process through httpx's ASGI transport."""
+    """Calls one app in-process through httpx's ASGI transport, sending ``headers`` too."""
 
     app: FastAPI
+    headers: dict[str, str]
 
     def request(
         self,
@@ -46,7 +48,7 @@ class Client:
     ) -> httpx.Response:
         if content is None and body is not None:
             content = json.dumps(body).encode()
-        headers = {"content-type": content_type} if content_type else {}
+        headers = {**self.headers, **({"content-type": content_type} if content_type else {})}
 
         async def send() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app)
@@ -73,7 +75,7 @@ def store() -> InMemoryAccountStore:
 
 @pytest.fixture
 def client(verifier: RecordingVerifier, store: InMemoryAccountStore) -> Client:
-    return Client(create_app(auth_verifier=verifier, account_store=store))
+    return Client(create_app(auth_verifier=verifier, account_store=store), caller_headers(store))
 
 
 def test_valid_credentials_are_201_with_the_new_account(client: Client) -> None:

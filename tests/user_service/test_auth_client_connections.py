@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from servicekit.deadlines import deadline
+from tests.support.log_scan import register_secret
 from tests.support.servers import HOST, free_port
 from user_service import create_app
 from user_service.accounts import InMemoryAccountStore
@@ -243,14 +244,18 @@ def test_the_keepalive_setting_reaches_the_auth_client() -> None:
     async def main() -> tuple[int, bool]:
         async with ScriptedServer(answering) as server:
             settings = Settings(auth_url=server.url, auth_keepalive_seconds=0.3)
-            app = create_app(settings, account_store=InMemoryAccountStore())
+            store = InMemoryAccountStore()
+            app = create_app(settings, account_store=store)
             transport = httpx.ASGITransport(app=app)
+            caller = register_secret(await store.clients.issue("frontend-web"))
             async with (
                 app.router.lifespan_context(app),
                 httpx.AsyncClient(transport=transport, base_url="http://user-service") as http,
             ):
                 response = await http.post(
-                    "/accounts", json={"username": USERNAME, "password": PASSWORD}
+                    "/accounts",
+                    json={"username": USERNAME, "password": PASSWORD},
+                    headers={"Authorization": f"Bearer {caller}"},
                 )
                 closed = await wait_for(server.peers[0].client_closed, within=2.5)
         return response.status_code, closed

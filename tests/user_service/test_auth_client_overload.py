@@ -18,6 +18,7 @@ from aiohttp import web
 
 from servicekit.deadlines import BUDGET_HEADER, deadline
 from servicekit.metrics import Metrics
+from tests.support.log_scan import register_secret
 from tests.support.servers import HOST
 from tests.user_service.stand_in_auth import Reply, StandInAuthService
 from user_service import create_app
@@ -240,12 +241,15 @@ async def _post_through_user_service(
     auth_url: str, headers: dict[str, str]
 ) -> tuple[httpx.Response, Settings]:
     settings = Settings(auth_url=auth_url)
-    app = create_app(settings, account_store=InMemoryAccountStore())
+    store = InMemoryAccountStore()
+    app = create_app(settings, account_store=store)
     transport = httpx.ASGITransport(app=app)
+    caller = register_secret(await store.clients.issue("frontend-web"))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://user-service") as http,
     ):
+        headers = {**headers, "Authorization": f"Bearer {caller}"}
         return await http.post("/accounts", json=ACCOUNT, headers=headers), settings
 
 

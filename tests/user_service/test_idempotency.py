@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.servers import serve_in_thread
+from tests.user_service.client_headers import caller_headers
 from tests.user_service.durable_stores import durable_store
 from tests.user_service.stub_verifier import RecordingVerifier
 from user_service import create_app
@@ -47,8 +48,9 @@ def verifier() -> GatedVerifier:
 
 @pytest.fixture
 def client(durable_store: AccountStore, verifier: GatedVerifier) -> Iterator[httpx.Client]:
+    headers = caller_headers(durable_store)
     app = create_app(auth_verifier=verifier, account_store=durable_store)
-    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=headers) as client:
         yield client
 
 
@@ -101,7 +103,8 @@ def test_failed_request_frees_its_key_for_a_retry(
     client: httpx.Client, verifier: GatedVerifier
 ) -> None:
     verifier.valid = False
-    assert _create(client, "key-1").status_code == 401
+    refused = _create(client, "key-1")
+    assert (refused.status_code, refused.json()["code"]) == (401, "invalid_credentials")
     verifier.valid = True
     assert _create(client, "key-1").status_code == 201
 
@@ -110,7 +113,7 @@ def test_retry_while_the_first_is_in_flight_is_409(
     client: httpx.Client, verifier: GatedVerifier
 ) -> None:
     verifier.gate.clear()
-    with httpx.Client(base_url=client.base_url) as other:
+    with httpx.Client(base_url=client.base_url, headers=client.headers) as other:
         first = threading.Thread(target=_create, args=(other, "key-1"))
         first.start()
         try:

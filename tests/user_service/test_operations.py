@@ -13,6 +13,7 @@ import pytest
 from tests.support.postgres import drop_schema, new_schema, postgres_url
 from tests.support.servers import serve_in_thread
 from tests.support.tcp_proxy import TcpProxy
+from tests.user_service.client_headers import caller_headers
 from tests.user_service.durable_stores import POSTGRES_URL_VARIABLE
 from user_service import create_app
 from user_service.postgres_store import PostgresAccountStore
@@ -32,8 +33,10 @@ ACCOUNT = {"username": "alice", "password": PASSWORD}
 @pytest.fixture
 def client(tmp_path: Path, stand_in_auth: StandInAuthService) -> Iterator[httpx.Client]:
     settings = Settings(auth_url=stand_in_auth.base_url)
-    app = create_app(settings, account_store=SqliteAccountStore(tmp_path / "accounts.db"))
-    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+    store = SqliteAccountStore(tmp_path / "accounts.db")
+    headers = caller_headers(store)
+    app = create_app(settings, account_store=store)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=headers) as client:
         yield client
 
 
@@ -124,9 +127,17 @@ def test_database_outage_is_503_on_readyz_and_on_create(
 ) -> None:
     proxy, url, schema = postgres_behind_proxy
     store = PostgresAccountStore(url, schema=schema)
-    app = create_app(Settings(auth_url=stand_in_auth.base_url), account_store=store)
-    with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url, timeout=15) as client:
+    headers = caller_headers(store)
+    # The client's token, once checked, is not looked up again during the test:
+    # the create below reaches the account database rather than stopping at the token.
+    settings = Settings(auth_url=stand_in_auth.base_url, client_token_cache_seconds=3600)
+    app = create_app(settings, account_store=store)
+    with (
+        serve_in_thread(app) as base_url,
+        httpx.Client(base_url=base_url, headers=headers, timeout=15) as client,
+    ):
         assert client.get("/readyz").status_code == 200
+        assert client.get("/accounts/1").status_code == 404
         proxy.cut()
         ready = client.get("/readyz")
         created = client.post("/accounts", json=ACCOUNT)

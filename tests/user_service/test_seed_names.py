@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException
 
 import user_service
 from tests.support.servers import serve_in_thread
+from tests.user_service.client_headers import caller_headers
 from tests.user_service.stub_verifier import RecordingVerifier
 from user_service import (
     CreateAccountRequest,
@@ -127,12 +128,36 @@ class DefaultApp:
     verifier: RecordingVerifier
 
 
+# Other modules (the Pact provider verification) register frontend-web in the
+# default app's store too: these tests call it as a client of their own.
+SEED_CLIENT = "seed-names-tests"
+
+
+@pytest.fixture(scope="module")
+def default_app_headers() -> Iterator[dict[str, str]]:
+    """Register a client in the default app's store; revoke it after the module's tests."""
+    store = user_service.ACCOUNT_STORE
+    yield caller_headers(store, SEED_CLIENT)
+
+    async def revoke() -> None:
+        await store.open()
+        try:
+            await store.clients.revoke(SEED_CLIENT)
+        finally:
+            await store.close()
+
+    asyncio.run(revoke())
+
+
 @pytest.fixture
-def default_app() -> Iterator[DefaultApp]:
+def default_app(default_app_headers: dict[str, str]) -> Iterator[DefaultApp]:
     """Serve ``user_service.app`` with a stub verifier and no account; restore both afterwards."""
     original = user_service.SERVICE_STATE.auth_verifier
     verifier = RecordingVerifier(valid=True)
-    with serve_in_thread(user_service.app) as url, httpx.Client(base_url=url) as client:
+    with (
+        serve_in_thread(user_service.app) as url,
+        httpx.Client(base_url=url, headers=default_app_headers) as client,
+    ):
         user_service.reset_state()
         user_service.set_auth_verifier(verifier)
         try:

@@ -7,12 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 import uvicorn
 from pydantic import ValidationError
 
-from tests.support.servers import serve_in_thread
+from tests.user_service.client_headers import served
 from tests.user_service.stand_in_auth import StandInAuthService, slow_reply
 from user_service import create_app
 from user_service.auth_client import AuthClient
@@ -47,8 +46,8 @@ def test_auth_url_from_the_environment_reaches_the_auth_client(
 ) -> None:
     monkeypatch.setenv("USER_SERVICE_AUTH_URL", stand_in_auth.base_url)
 
-    with serve_in_thread(create_app()) as base_url:
-        response = httpx.post(f"{base_url}/accounts", json=ACCOUNT)
+    with served(create_app()) as client:
+        response = client.post("/accounts", json=ACCOUNT)
 
     assert response.status_code == 201
     assert [request.path for request in stand_in_auth.received] == ["/auth/validate"]
@@ -61,9 +60,9 @@ def test_auth_timeout_from_the_environment_reaches_the_auth_client(
     monkeypatch.setenv("USER_SERVICE_AUTH_TIMEOUT", "0.3")
     stand_in_auth.answer(slow_reply())
 
-    with serve_in_thread(create_app()) as base_url:
+    with served(create_app()) as client:
         started = time.monotonic()
-        response = httpx.post(f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+        response = client.post("/accounts", json=ACCOUNT, timeout=10)
         elapsed = time.monotonic() - started
 
     assert response.status_code == 504
@@ -220,8 +219,8 @@ def test_min_budget_from_the_environment_reaches_the_auth_client(
     monkeypatch.setenv("USER_SERVICE_AUTH_URL", stand_in_auth.base_url)
     monkeypatch.setenv("USER_SERVICE_AUTH_MIN_BUDGET_SECONDS", "5")
 
-    with serve_in_thread(create_app()) as base_url:
-        response = httpx.post(f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+    with served(create_app()) as client:
+        response = client.post("/accounts", json=ACCOUNT, timeout=10)
 
     assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
     assert response.json()["code"] == "overloaded"
@@ -236,14 +235,14 @@ def test_max_in_flight_from_the_environment_reaches_the_auth_client(
     monkeypatch.setenv("USER_SERVICE_AUTH_MAX_IN_FLIGHT", "1")
     stand_in_auth.answer(slow_reply())
 
-    with serve_in_thread(create_app()) as base_url, ThreadPoolExecutor(1) as pool:
-        first = pool.submit(httpx.post, f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+    with served(create_app()) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/accounts", json=ACCOUNT, timeout=10)
         deadline = time.monotonic() + 5
         while not stand_in_auth.received and time.monotonic() < deadline:
             time.sleep(0.01)
         assert stand_in_auth.received, "the first call never reached auth-service"
         started = time.monotonic()
-        second = httpx.post(f"{base_url}/accounts", json=ACCOUNT, timeout=10)
+        second = client.post("/accounts", json=ACCOUNT, timeout=10)
         second_took = time.monotonic() - started
         received_while_first_ran = len(stand_in_auth.received)
         assert first.result().status_code == 504

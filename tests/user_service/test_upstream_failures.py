@@ -1,7 +1,8 @@
 """user-service with its real AuthClient, against a fault-injecting stand-in auth-service.
 
 Both services run on real sockets; the user-service app is built from its
-settings, so its lifespan opens and closes the real client.
+settings, so its lifespan opens and closes the real client. Each request to
+user-service carries the token of a client registered in its store.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from tests.support.log_scan import register_secret
 from tests.support.servers import HOST, free_port, serve_in_thread
+from tests.support.tls import make_tls
+from tests.user_service.client_headers import caller_headers
 from tests.user_service.stand_in_auth import (
     Reply,
     StandInAuthService,
     json_reply,
     raw_reply,
+    serve_stand_in,
     slow_reply,
+    token_refused,
     trickling_reply,
     verdict,
 )
@@ -33,11 +40,16 @@ from user_service.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.support.tls import TestTls
 
 USERNAME = "alice"
 PASSWORD = "pw-5d1a0b-never-echo-me"
 TIMEOUT = 0.3
 ACCOUNT = {"username": USERNAME, "password": PASSWORD}
+AUTH_TOKEN = register_secret("tok-user-service-for-auth-7e41")
+"""The token user-service sends auth-service."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +67,20 @@ class UserService:
 
 
 @contextmanager
-def serve_user_service(auth_url: str) -> Iterator[UserService]:
-    settings = Settings(auth_url=auth_url, auth_timeout=TIMEOUT, auth_connect_timeout=TIMEOUT)
+def serve_user_service(auth_url: str, *, ca_file: Path | None = None) -> Iterator[UserService]:
+    settings = Settings(
+        auth_url=auth_url,
+        auth_timeout=TIMEOUT,
+        auth_connect_timeout=TIMEOUT,
+        auth_token=SecretStr(AUTH_TOKEN),
+        auth_ca_file=ca_file,
+    )
     store = InMemoryAccountStore()
     app = create_app(settings, account_store=store)
-    with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+    with (
+        serve_in_thread(app) as base_url,
+        httpx.Client(base_url=base_url, timeout=10, headers=caller_headers(store)) as client,
+    ):
         yield UserService(client, store)
 
 
@@ -338,15 +359,16 @@ def test_upstream_failure_creates_no_account(failure: Failure) -> None:
 
 @contextmanager
 def sign_up_waiting_on_auth_service(
-    base_url: str, stand_in_auth: StandInAuthService
+    base_url: str, stand_in_auth: StandInAuthService, headers: dict[str, str]
 ) -> Iterator[None]:
     """Send a sign-up over a plain socket; hold it while auth-service has not answered it."""
     address = httpx.URL(base_url)
     body = json.dumps(ACCOUNT).encode()
+    authorization = headers["Authorization"].encode()
     with socket.create_connection((address.host, address.port)) as browser:
         browser.sendall(
             b"POST /accounts HTTP/1.1\r\nHost: user-service\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            b"Authorization: %s\r\nContent-Length: %d\r\n\r\n%s" % (authorization, len(body), body)
         )
         deadline = time.monotonic() + 10
         while not stand_in_auth.received and time.monotonic() < deadline:
@@ -361,11 +383,12 @@ def test_a_client_that_goes_away_during_the_check_stops_the_call_to_auth_service
     stand_in_auth.answer(slow_reply())
     settings = Settings(auth_url=stand_in_auth.base_url, auth_timeout=10)
     store = InMemoryAccountStore()
+    headers = caller_headers(store)
     with (
         serve_in_thread(create_app(settings, account_store=store)) as base_url,
-        httpx.Client(base_url=base_url, timeout=10) as client,
+        httpx.Client(base_url=base_url, timeout=10, headers=headers) as client,
     ):
-        with sign_up_waiting_on_auth_service(base_url, stand_in_auth):
+        with sign_up_waiting_on_auth_service(base_url, stand_in_auth, headers):
             pass  # the client hangs up while auth-service has not answered
         started = time.monotonic()
         while time.monotonic() - started < 5 and not _counted(client, status="499"):
@@ -386,10 +409,12 @@ def test_past_its_bound_in_flight_a_sign_up_is_refused_before_its_body_is_read(
 ) -> None:
     stand_in_auth.answer(slow_reply())
     settings = Settings(auth_url=stand_in_auth.base_url, auth_timeout=10, auth_max_in_flight=1)
+    store = InMemoryAccountStore()
+    headers = caller_headers(store)
     with (
-        serve_in_thread(create_app(settings, account_store=InMemoryAccountStore())) as base_url,
-        httpx.Client(base_url=base_url, timeout=10) as client,
-        sign_up_waiting_on_auth_service(base_url, stand_in_auth),
+        serve_in_thread(create_app(settings, account_store=store)) as base_url,
+        httpx.Client(base_url=base_url, timeout=10, headers=headers) as client,
+        sign_up_waiting_on_auth_service(base_url, stand_in_auth, headers),
     ):
         # Not even JSON: a body that was read would be answered 422.
         refused = client.post(
@@ -401,3 +426,71 @@ def test_past_its_bound_in_flight_a_sign_up_is_refused_before_its_body_is_read(
     assert refused.headers["Retry-After"] == "1"
     assert (out_of_time.status_code, out_of_time.json()["code"]) == (503, "overloaded")
     assert len(stand_in_auth.received) == 1
+
+
+def test_every_call_to_auth_service_carries_user_services_token(
+    stand_in_auth: StandInAuthService, user_service: UserService
+) -> None:
+    user_service.create_account()
+    user_service.create_account()
+
+    assert [r.authorization for r in stand_in_auth.received] == [f"Bearer {AUTH_TOKEN}"] * 2
+
+
+@pytest.mark.parametrize("error", ["invalid_token", None], ids=["unknown-token", "no-token"])
+def test_a_refused_token_is_503_auth_unavailable_with_retry_after_and_never_401(
+    stand_in_auth: StandInAuthService,
+    user_service: UserService,
+    caplog: pytest.LogCaptureFixture,
+    error: str | None,
+) -> None:
+    stand_in_auth.answer(token_refused(error=error))
+
+    response = user_service.create_account()
+
+    assert (response.status_code, response.json()) == (
+        503,
+        {"code": "auth_unavailable", "detail": "Sign-up is unavailable; try again later."},
+    )
+    assert response.headers["Retry-After"] == "60"
+    assert "www-authenticate" not in response.headers
+    assert user_service.has_no_account()
+    [logged] = [record for record in caplog.records if record.name == "user_service"]
+    assert logged.levelname == "ERROR"
+    assert "USER_SERVICE_AUTH_TOKEN_FILE or USER_SERVICE_AUTH_TOKEN" in logged.getMessage()
+    assert AUTH_TOKEN not in caplog.text
+    assert AUTH_TOKEN not in response.text
+
+
+@pytest.fixture(scope="module")
+def https_auth(test_tls: TestTls) -> Iterator[StandInAuthService]:
+    with serve_stand_in(tls=test_tls) as stand_in:
+        yield stand_in
+
+
+def test_auth_service_is_called_over_https_verified_against_the_ca_file(
+    https_auth: StandInAuthService, test_tls: TestTls
+) -> None:
+    https_auth.reset()
+
+    with serve_user_service(https_auth.base_url, ca_file=test_tls.ca_file) as served:
+        response = served.create_account()
+
+    assert (response.status_code, response.json()["username"]) == (201, USERNAME)
+    assert [request.authorization for request in https_auth.received] == [f"Bearer {AUTH_TOKEN}"]
+
+
+def test_a_certificate_another_ca_signed_is_503_auth_unavailable_and_nothing_is_sent(
+    https_auth: StandInAuthService, tmp_path: Path
+) -> None:
+    https_auth.reset()
+    other = make_tls(tmp_path)
+
+    with serve_user_service(https_auth.base_url, ca_file=other.ca_file) as served:
+        response = served.create_account()
+        no_account = served.has_no_account()
+
+    assert (response.status_code, response.json()["code"]) == (503, "auth_unavailable")
+    assert int(response.headers["Retry-After"]) > 0
+    assert no_account
+    assert https_auth.received == []

@@ -78,10 +78,11 @@ def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backe
 PAGE_SIZE = 4096
 
 
-@pytest.fixture
-def corrupt_sqlite_file(tmp_path: Path) -> Path:
-    """A store's file holding accounts, every page but the first (header and schema) garbage."""
-    path = tmp_path / "corrupt" / "accounts.db"
+def fill_then_corrupt(path: Path) -> None:
+    """Store accounts in the store's file at ``path``, then make every page but the first garbage.
+
+    The first page (header and schema) is left, so the file still opens.
+    """
 
     async def fill() -> None:
         store = SqliteAccountStore(path)
@@ -94,6 +95,13 @@ def corrupt_sqlite_file(tmp_path: Path) -> Path:
     with path.open("r+b") as database:
         database.seek(PAGE_SIZE)
         database.write(b"\xff" * (size - PAGE_SIZE))
+
+
+@pytest.fixture
+def corrupt_sqlite_file(tmp_path: Path) -> Path:
+    """A store's file holding accounts, every page but the first (header and schema) garbage."""
+    path = tmp_path / "corrupt" / "accounts.db"
+    fill_then_corrupt(path)
     return path
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from servicekit.client_tokens import token_digest
 from tests.user_service.stores.clock import ManualClock, policy_on
 from user_service.accounts import (
     Claimed,
@@ -390,3 +391,28 @@ def test_two_instances_racing_claim_one_key(durable_backend: Backend) -> None:
             await asyncio.gather(*(store.close() for store in stores))
 
     asyncio.run(main())
+
+
+def test_reset_leaves_the_registered_clients(backend: Backend) -> None:
+    async def scenario(store: AccountStore) -> None:
+        token = await store.clients.issue("frontend-web")
+        await store.create("alice")
+        await store.reset()
+        assert await store.get(1) is None
+        assert await store.clients.client_of(token_digest(token)) == "frontend-web"
+
+    backend.run(scenario)
+
+
+def test_registered_clients_survive_a_restart(durable_backend: Backend) -> None:
+    tokens: list[str] = []
+
+    async def first_run(store: AccountStore) -> None:
+        tokens.append(await store.clients.issue("frontend-web"))
+
+    async def second_run(store: AccountStore) -> None:
+        assert await store.clients.client_of(token_digest(tokens[0])) == "frontend-web"
+        assert [held.client for held in await store.clients.tokens()] == ["frontend-web"]
+
+    durable_backend.run(first_run)
+    durable_backend.run(second_run)

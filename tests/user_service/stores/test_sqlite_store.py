@@ -16,6 +16,7 @@ import pytest
 
 from tests.user_service.stores.clock import ManualClock, policy_on
 from user_service.accounts import (
+    CLIENT_TOKENS_TABLE,
     AccountStoreBusyError,
     AccountStoreUnavailableError,
     Claimed,
@@ -54,7 +55,7 @@ def test_open_creates_the_folder_and_a_wal_database(tmp_path: Path) -> None:
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
     assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {row[0] for row in _query(path, "SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    assert {"accounts", "idempotency_keys"} <= tables
+    assert {"accounts", "idempotency_keys", CLIENT_TOKENS_TABLE} <= tables
 
 
 def test_relative_path_is_relative_to_the_working_directory(
@@ -338,14 +339,17 @@ def test_a_file_of_schema_version_1_is_migrated_and_keeps_its_keys(tmp_path: Pat
         assert outcome.account.username == "alice"
 
     asyncio.run(run(first_release))
-    # Back to version 1, the schema before claims carried a token.
+    # Back to version 1, the schema before claims carried a token (and before client tokens).
     with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute(f"DROP TABLE {CLIENT_TOKENS_TABLE}")
         connection.execute("ALTER TABLE idempotency_keys DROP COLUMN token")
         connection.execute("PRAGMA user_version = 1")
     asyncio.run(run(replay))
     assert _query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     columns = [row[1] for row in _query(path, "PRAGMA table_info(idempotency_keys)")]
     assert columns[-1] == "token"
+    tables = {row[0] for row in _query(path, "SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    assert CLIENT_TOKENS_TABLE in tables
 
 
 def test_creates_past_the_queue_bound_are_refused_at_once(tmp_path: Path) -> None:
