@@ -21,7 +21,7 @@ import asyncio
 import logging
 from http import HTTPStatus
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,7 +49,6 @@ from servicekit.openapi import (
     RETRY_AFTER,
     WWW_AUTHENTICATE,
     answer,
-    client_token,
     request_headers,
     retry_after_header,
     unreadable_body_problem,
@@ -119,8 +118,7 @@ _SHUTTING_DOWN = answer(
         "made by the caller's deadline (`X-Time-Budget-Ms`) is refused at once, before the "
         "body is read. The answers that share a status are told apart by `code`."
     ),
-    dependencies=[Security(client_token)],
-    openapi_extra=request_headers(budget=True),
+    openapi_extra=request_headers(budget=True, protected=True),
     responses={
         HTTPStatus.OK: answer("The verdict, and the canonical username it is about."),
         HTTPStatus.UNAUTHORIZED: answer(

@@ -15,6 +15,7 @@ every request but a few open paths, before the body is read.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -423,12 +424,14 @@ class RequireClientToken:
     The client's name goes into the request's log line, never the token.
 
     What the registry answers is remembered for ``cache_seconds`` (at most
-    4,096 digests), so most requests cost no database read, and a token
-    revoked by another process (``clients remove``) is refused at the latest
-    that long after; one revoked (or added) through the same registry
-    object, at once. If the
-    registry cannot be read, the request is answered ``503`` with
-    ``Retry-After``.
+    4,096 digests), so most requests cost no database read: requests for a
+    digest that is being read wait for that one read, and once a known
+    client's answer is older than ``cache_seconds`` it is still used while
+    one read refreshes it, so a spike of requests never queues on the
+    database. A token revoked by another process (``clients remove``) is
+    refused at the latest ``cache_seconds`` and one read after; one revoked
+    (or added) through the same registry object, at once. If the registry
+    cannot be read, the request is answered ``503`` with ``Retry-After``.
     """
 
     def __init__(  # noqa: PLR0913 (each is a distinct knob)
@@ -459,6 +462,7 @@ class RequireClientToken:
         self._unavailable = unavailable
         self._cache: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
         self._changes_seen = registry.changes
+        self._pending: dict[str, asyncio.Future[str | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection scope."""
@@ -489,17 +493,40 @@ class RequireClientToken:
         await self._app(scope, receive, send)
 
     async def _client_of(self, digest: str) -> str | None:
-        now = time.monotonic()
         if self._registry.changes != self._changes_seen:
             self._changes_seen = self._registry.changes
             self._cache.clear()
         cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
+        if cached is not None:
             self._cache.move_to_end(digest)
-            return cached[0]
+            client, fresh_until = cached
+            now = time.monotonic()
+            if fresh_until > now:
+                return client
+            if client is not None and now < fresh_until + self._cache_seconds:
+                # A client known a moment ago is served while one read refreshes it.
+                self._look_up(digest)
+                return client
+        return await asyncio.shield(self._look_up(digest))
+
+    def _look_up(self, digest: str) -> asyncio.Future[str | None]:
+        """Return the one read of ``digest`` under way, starting it if there is none."""
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(digest, self._registry.changes))
+            self._pending[digest] = pending
+            pending.add_done_callback(lambda done: self._forget(digest, done))
+        return pending
+
+    def _forget(self, digest: str, done: asyncio.Future[str | None]) -> None:
+        self._pending.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: a refresh nobody awaits may fail
+
+    async def _read(self, digest: str, changes: int) -> str | None:
         client = await self._registry.client_of(digest)
-        if self._cache_seconds > 0:
-            self._cache[digest] = (client, now + self._cache_seconds)
+        if self._cache_seconds > 0 and changes == self._registry.changes:
+            self._cache[digest] = (client, time.monotonic() + self._cache_seconds)
             self._cache.move_to_end(digest)
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
     from servicekit.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+"""A request id that a caller may send, and that is kept (and returned)."""
+_VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+SHUTTING_DOWN = "shutting_down"
+"""The ``code`` of the ``503`` answered to a request cut short by the server's shutdown."""
 LOG_FIELDS_KEY = "servicekit.log_fields"
 _logger = logging.getLogger("servicekit.requests")
 
@@ -51,7 +55,7 @@ def json_answer(
 
 async def _answer_shutdown(send: Send) -> None:
     """Answer a request the server gave up on while shutting down: 503, not uvicorn's bare 500."""
-    body = {"detail": "The service is shutting down; try again.", "code": "shutting_down"}
+    body = {"detail": "The service is shutting down; try again.", "code": SHUTTING_DOWN}
     for message in json_answer(503, body, {"Retry-After": "1"}):
         await send(message)
 

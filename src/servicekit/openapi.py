@@ -15,12 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi.security import HTTPBearer
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from servicekit.deadlines import BUDGET_HEADER, MAX_BUDGET_MS
-from servicekit.middleware import REQUEST_ID_HEADER
+from servicekit.middleware import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 from usernames import MAX_USERNAME_LENGTH
 
 if TYPE_CHECKING:
@@ -31,15 +30,8 @@ if TYPE_CHECKING:
 CLIENT_TOKEN_SCHEME = "clientToken"  # noqa: S105 (a name, not a secret)
 """The name of the client token's security scheme in the documents."""
 
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-"""A request id that :class:`~servicekit.middleware.ServiceMiddleware` keeps (and returns)."""
-
 BUDGET_PATTERN = r"^[0-9]{1,10}$"
 """A time budget that :func:`servicekit.deadlines.parse_budget` reads."""
-
-SHUTTING_DOWN = "shutting_down"
-"""The ``code`` of the ``503`` that :class:`~servicekit.middleware.ServiceMiddleware` answers
-to a request cut short by the server's shutdown."""
 
 DOCS_URL = "/docs"
 """Where Swagger UI shows the document."""
@@ -49,6 +41,15 @@ REDOC_URL = "/redoc"
 
 DOCS_ASSETS_URL = "/static-offline-docs"
 """Where the pages' scripts, styles and icon are served from: the service itself, no other host."""
+
+OFFLINE_DOCUMENTATION: dict[str, Any] = {
+    "docs_url": DOCS_URL,
+    "redoc_url": REDOC_URL,
+    "static_url": DOCS_ASSETS_URL,
+    "swagger_ui_parameters": {"validatorUrl": None},
+}
+"""The options of ``fastapi_offline.FastAPIOffline`` for pages that ask no other host for
+anything: their assets from :data:`DOCS_ASSETS_URL`, and no call to Swagger's online validator."""
 
 USERNAME_FORMAT = "precis-username-case-mapped"
 """The ``format`` of a username in the documents: RFC 8265's UsernameCaseMapped profile.
@@ -72,21 +73,39 @@ RETRY_AFTER = "Retry-After"
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 WWW_AUTHENTICATE = "WWW-Authenticate"
 
-client_token = HTTPBearer(
-    scheme_name=CLIENT_TOKEN_SCHEME,
-    description=(
+CLIENT_TOKEN_SECURITY_SCHEME: dict[str, Any] = {
+    "type": "http",
+    "description": (
         "The client token the service issued to the caller (`clients add NAME`), as "
         "`Authorization: Bearer <token>`. Without a token that a registered client holds, "
         "the answer is `401` with `WWW-Authenticate` and `code` `invalid_token`, before the "
         "body is read."
     ),
-    auto_error=False,
-)
-"""The client token's scheme, for ``dependencies=[Security(client_token)]`` on a protected route.
+    "scheme": "bearer",
+}
+"""The client token's security scheme, as the documents give it.
 
-It only documents: :class:`~servicekit.client_tokens.RequireClientToken` checks
-the token before the route runs, and this dependency refuses nothing.
+:class:`~servicekit.client_tokens.RequireClientToken` checks the token before
+any route runs, so it is documented here rather than as a FastAPI dependency,
+which would cost every request its solving for nothing.
 """
+
+
+def document_client_token(app: FastAPI) -> None:
+    """Add the client token's scheme to the components of ``app``'s document.
+
+    The protected operations name it (``request_headers(protected=True)``).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[CLIENT_TOKEN_SCHEME] = CLIENT_TOKEN_SECURITY_SCHEME
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _header(description: str, schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
@@ -175,7 +194,7 @@ def answer(
     return entry
 
 
-def request_headers(*, budget: bool) -> dict[str, Any]:
+def request_headers(*, budget: bool, protected: bool = False) -> dict[str, Any]:
     """Return the ``openapi_extra`` that documents the headers the middleware reads.
 
     They are read by :class:`~servicekit.middleware.ServiceMiddleware`, not by
@@ -185,6 +204,8 @@ def request_headers(*, budget: bool) -> dict[str, Any]:
     Args:
         budget: Whether the operation keeps to the caller's time budget
             (``X-Time-Budget-Ms``), for the calls or checks it makes.
+        protected: Whether the operation needs the client token
+            (:data:`CLIENT_TOKEN_SECURITY_SCHEME`).
     """
     parameters: list[dict[str, Any]] = [
         {
@@ -217,7 +238,10 @@ def request_headers(*, budget: bool) -> dict[str, Any]:
                 "example": "2500",
             }
         )
-    return {"parameters": parameters}
+    extra: dict[str, Any] = {"parameters": parameters}
+    if protected:
+        extra["security"] = [{CLIENT_TOKEN_SCHEME: []}]
+    return extra
 
 
 def unreadable_body_problem() -> dict[str, Any]:

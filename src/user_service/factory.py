@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 from servicekit.client_tokens import RequireClientToken
 from servicekit.metrics import NATIVE_TELEMETRY_OFF, Metrics
 from servicekit.middleware import ServiceMiddleware
-from servicekit.openapi import DOCS_ASSETS_URL, DOCS_URL, REDOC_URL, documentation_paths
+from servicekit.openapi import OFFLINE_DOCUMENTATION, document_client_token, documentation_paths
 from servicekit.shedding import ShedWhenBusy
 from servicekit.upstream import client_ssl_context, require_token
 from user_service import routes
@@ -97,15 +97,13 @@ def create_app(
     app = FastAPIOffline(
         title="user-service",
         description="Accounts, created once auth-service has checked the credentials.",
-        docs_url=DOCS_URL,
-        redoc_url=REDOC_URL,
-        static_url=DOCS_ASSETS_URL,
-        swagger_ui_parameters={"validatorUrl": None},
         lifespan=lifespan,
         telemetry=NATIVE_TELEMETRY_OFF,
+        **OFFLINE_DOCUMENTATION,
     )
     app.state.service = state
     app.include_router(routes.router)
+    document_client_token(app)
     for error in routes.ANSWERED_ERRORS:
         app.add_exception_handler(error, routes.error_answer)
     if auth_client is not None:

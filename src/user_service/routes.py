@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Request, Security, status
+from fastapi import APIRouter, Header, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, WithJsonSchema
@@ -24,7 +24,6 @@ from servicekit.openapi import (
     RETRY_AFTER,
     WWW_AUTHENTICATE,
     answer,
-    client_token,
     idempotent_replayed_header,
     request_headers,
     retry_after_header,
@@ -122,8 +121,7 @@ _TOKEN_REFUSED = answer(
         "with the same key and username. The answers that share a status are told apart "
         "by `code`."
     ),
-    dependencies=[Security(client_token)],
-    openapi_extra=request_headers(budget=True),
+    openapi_extra=request_headers(budget=True, protected=True),
     responses={
         status.HTTP_201_CREATED: answer(
             "The account was created, or this is the stored answer to the first request "
@@ -233,8 +231,7 @@ async def create_account(
     operation_id="get_account",
     summary="Read an account",
     description="Returns the account with this id, as `POST /accounts` answered it.",
-    dependencies=[Security(client_token)],
-    openapi_extra=request_headers(budget=False),
+    openapi_extra=request_headers(budget=False, protected=True),
     responses={
         status.HTTP_200_OK: answer("The account."),
         status.HTTP_401_UNAUTHORIZED: _TOKEN_REFUSED,

@@ -294,3 +294,52 @@ def test_a_registry_that_cannot_be_read_is_a_503_not_a_500(
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "1"
     assert answer.json()["code"] == "store_unavailable"
+
+
+class SlowRegistry(InMemoryClientRegistry):
+    """Counts its reads, each of which takes a while, as a busy database's would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.fail = False
+
+    async def client_of(self, digest: str) -> str | None:
+        self.reads += 1
+        await asyncio.sleep(0.2)
+        if self.fail:
+            msg = "the database is gone"
+            raise UnavailableError(msg)
+        return await super().client_of(digest)
+
+
+def test_requests_waiting_for_one_token_share_one_read_and_a_stale_answer_is_refreshed() -> None:
+    registry = SlowRegistry()
+
+    async def main() -> tuple[list[int], int, float, int, list[int]]:
+        token = await registry.issue("caller")
+        transport = httpx.ASGITransport(app=guarded_app(registry, cache_seconds=0.5))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+
+            async def status() -> int:
+                return (await http.post("/work", json={}, headers=bearer(token))).status_code
+
+            burst = list(await asyncio.gather(*(status() for _ in range(20))))
+            reads_for_burst = registry.reads
+            await asyncio.sleep(0.6)  # stale now, but known: answered at once, refreshed behind
+            started = time.monotonic()
+            stale = await status()
+            answered_in = time.monotonic() - started
+            await asyncio.sleep(0.3)
+            reads_after_refresh = registry.reads
+            registry.fail = True
+            await asyncio.sleep(1.1)  # past twice the cache's age: asked anew, and it fails
+            failing = [await status()]
+        return burst, reads_for_burst, answered_in, reads_after_refresh, [stale, *failing]
+
+    burst, reads_for_burst, answered_in, reads_after_refresh, later = asyncio.run(main())
+    assert burst == [200] * 20
+    assert reads_for_burst == 1
+    assert answered_in < 0.15
+    assert reads_after_refresh == 2
+    assert later == [200, 503]
